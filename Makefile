@@ -1,0 +1,55 @@
+# poolsafe — every target is run by .ci/run or make test somewhere.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+STACK := scripts/pgstack.sh
+# Load the local stack's URLs into the environment of one recipe line.
+WITH_STACK := eval "$$(bash $(STACK) env)" &&
+
+.PHONY: all setup stack-up stack-down stack-status test unit demo lint fuzz
+
+all: lint test
+
+## setup: install PostgreSQL and PgBouncer (apt-get, as root) and download Go modules
+setup:
+	bash $(STACK) install
+	$(GO) mod download
+
+## stack-up / stack-down / stack-status: the throwaway PostgreSQL + PgBouncer on 127.0.0.1
+stack-up:
+	bash $(STACK) up >/dev/null
+
+stack-down:
+	bash $(STACK) down
+
+stack-status:
+	bash $(STACK) status
+
+## test: unit tests + integration tests against the local stack, which it starts; a missing database fails
+test: setup stack-up
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -timeout 14m ./...
+
+## unit: tests that need no database (database tests skip loudly)
+unit:
+	env -u POOLSAFE_TEST_DIRECT_URL -u POOLSAFE_TEST_SESSION_URL -u POOLSAFE_TEST_TX_URL \
+		POOLSAFE_REQUIRE_DB=0 $(GO) test -count=1 ./...
+
+## demo: both drivers through a transaction pooler: DATABASE_URL if set, else the local stack it starts
+demo: setup
+	@if [ -n "$${DATABASE_URL:-}" ]; then \
+		$(GO) run ./examples/demo; \
+	else \
+		bash $(STACK) up >/dev/null; \
+		$(WITH_STACK) DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DB_POOL_MODE=transaction $(GO) run ./examples/demo; \
+	fi
+
+## lint: gofmt, go vet, go mod tidy check, staticcheck when installed
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+
+## fuzz: run the Parse fuzzer for a minute
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./driverconf

@@ -1,0 +1,322 @@
+package driverconf
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Driver names the database/sql driver a [Config] opens.
+type Driver string
+
+// The supported drivers.
+const (
+	// PGX is github.com/jackc/pgx/v5/stdlib.
+	PGX Driver = "pgx"
+	// PQ is github.com/lib/pq.
+	PQ Driver = "pq"
+)
+
+// PoolMode says what sits between the client and PostgreSQL.
+type PoolMode string
+
+// The supported pool modes.
+const (
+	// Direct is a plain connection to PostgreSQL.
+	Direct PoolMode = "direct"
+	// Session is a pooler in session mode (PgBouncer pool_mode=session,
+	// Supabase's pooler on port 5432): one server connection per client
+	// connection, so it behaves like Direct.
+	Session PoolMode = "session"
+	// Transaction is a pooler in transaction mode (PgBouncer
+	// pool_mode=transaction, Supabase's pooler on port 6543): consecutive
+	// statements outside a transaction may run on different server
+	// connections, so nothing may rely on session state.
+	Transaction PoolMode = "transaction"
+)
+
+// PgxExecMode selects how the pgx driver sends queries. The values are
+// pgx's own names (see pgx.QueryExecMode).
+type PgxExecMode string
+
+// The pgx query execution modes.
+const (
+	// ExecModeExec sends an unnamed Parse/Describe/Bind/Execute/Sync in one
+	// round trip: no named statement, arguments in binary where possible.
+	// Safe in every pool mode; the default.
+	ExecModeExec PgxExecMode = "exec"
+	// ExecModeSimpleProtocol interpolates arguments client-side and sends one
+	// simple Query message. Safe in every pool mode.
+	ExecModeSimpleProtocol PgxExecMode = "simple_protocol"
+	// ExecModeCacheStatement prepares named statements and caches them per
+	// connection (pgx's own default). Direct and session modes only.
+	ExecModeCacheStatement PgxExecMode = "cache_statement"
+	// ExecModeCacheDescribe caches statement descriptions per connection.
+	// Direct and session modes only.
+	ExecModeCacheDescribe PgxExecMode = "cache_describe"
+	// ExecModeDescribeExec describes then executes the unnamed statement in
+	// two round trips. Direct and session modes only: through a transaction
+	// pooler the second round trip can reach another server connection.
+	ExecModeDescribeExec PgxExecMode = "describe_exec"
+)
+
+// Defaults applied by [Config.WithDefaults].
+const (
+	DefaultDriver          = PGX
+	DefaultMaxOpenConns    = 10
+	DefaultMaxIdleConns    = 5
+	DefaultConnMaxLifetime = 30 * time.Minute
+	DefaultConnMaxIdleTime = 5 * time.Minute
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultSSLMode         = "prefer"
+	DefaultIsolation       = sql.LevelReadCommitted
+)
+
+// Config is one configuration for either driver. Build it with [Parse],
+// [FromEnv] or by hand; fields set explicitly win over the keys of URL.
+// The zero value of every field but URL means "use the default" (or, for
+// PoolMode, "infer from the URL").
+type Config struct {
+	// AcquireTimeout bounds how long a call waits for a free connection
+	// when MaxOpenConns are all busy, separately from the query's own
+	// context. Zero means wait as long as the caller's context allows.
+	// URL keys: pool_timeout (Prisma, seconds). Defaults to 0.
+	AcquireTimeout time.Duration
+
+	// ApplicationName is sent as application_name (PgBouncer tracks it, so
+	// it is safe in every pool mode). URL key: application_name.
+	// Defaults to "" (not sent).
+	ApplicationName string
+
+	// ConnectTimeout bounds dialing and authenticating one connection.
+	// URL key: connect_timeout (seconds). Defaults to 10s.
+	ConnectTimeout time.Duration
+
+	// ConnMaxIdleTime closes connections idle for longer. URL key:
+	// pool_max_conn_idle_time (pgxpool). Defaults to 5m.
+	ConnMaxIdleTime time.Duration
+
+	// ConnMaxLifetime closes connections older than this (the original
+	// system's pool_recycle=1800). URL key: pool_max_conn_lifetime
+	// (pgxpool). Defaults to 30m.
+	ConnMaxLifetime time.Duration
+
+	// DirectURL is a session-capable URL to the same database (Prisma's
+	// directUrl), used for migrations and anything else that needs a
+	// session when URL is a transaction pooler. Defaults to "".
+	DirectURL string
+
+	// Driver is the database/sql driver to use. URL key: driver.
+	// Defaults to [PGX].
+	Driver Driver
+
+	// IdleInTransactionTimeout is applied per transaction as
+	// idle_in_transaction_session_timeout. URL key: the same name.
+	// Defaults to 0 (server default).
+	IdleInTransactionTimeout time.Duration
+
+	// Isolation is the isolation level of transactions started by the
+	// library. URL key: default_transaction_isolation. Defaults to
+	// sql.LevelReadCommitted.
+	Isolation sql.IsolationLevel
+
+	// LockTimeout is applied as lock_timeout (at connection start in direct
+	// and session modes, per transaction in transaction mode). URL key:
+	// lock_timeout. Defaults to 0 (server default).
+	LockTimeout time.Duration
+
+	// MaxIdleConns is the most idle connections kept open. URL keys:
+	// pool_min_conns (pgxpool). Defaults to 5, and never more than
+	// MaxOpenConns.
+	MaxIdleConns int
+
+	// MaxOpenConns is the most connections open at once. URL keys:
+	// connection_limit (Prisma), pool_max_conns (pgxpool). Defaults to 10.
+	MaxOpenConns int
+
+	// PgxExecMode is how the pgx driver sends queries. In transaction mode
+	// only [ExecModeExec] and [ExecModeSimpleProtocol] are allowed. URL key:
+	// default_query_exec_mode. Defaults to [ExecModeExec].
+	PgxExecMode PgxExecMode
+
+	// PoolMode says what sits in front of PostgreSQL. When empty it is
+	// inferred from URL: pool_mode=, pgbouncer=true (Prisma), port 6543
+	// (Supabase's transaction pooler) or the legacy hints no_prepare=true,
+	// statement_cache_size=0, prepare_threshold=0, raw_sql=true mean
+	// [Transaction]; anything else means [Direct].
+	PoolMode PoolMode
+
+	// SearchPath is applied as search_path (at connection start in direct
+	// and session modes, per transaction in transaction mode). URL keys:
+	// search_path, schema (Prisma), currentSchema (JDBC). Defaults to ""
+	// (server default).
+	SearchPath string
+
+	// Settings are further server settings (GUCs), applied like
+	// SearchPath. Unknown URL keys land here. Defaults to none.
+	Settings map[string]string
+
+	// SSLMode is the libpq sslmode, the same default for both drivers.
+	// URL key: sslmode. Defaults to "prefer" (libpq's and pgx's default;
+	// lib/pq alone would default to "require").
+	SSLMode string
+
+	// StatementTimeout is applied as statement_timeout (at connection start
+	// in direct and session modes, per transaction in transaction mode).
+	// URL key: statement_timeout (milliseconds or with a unit).
+	// Defaults to 0 (server default).
+	StatementTimeout time.Duration
+
+	// URL is the connection string: postgres:// or postgresql:// URL, or a
+	// libpq key=value DSN. Required.
+	URL string
+
+	// notes records what Parse did with keys it removed or moved.
+	notes []string
+}
+
+// Notes says, one line per key, what [Parse] or [FromEnv] did with the
+// connection-string keys it removed or moved into fields, so a
+// surprising URL can be explained. It never contains the password.
+func (c Config) Notes() []string { return slices.Clone(c.notes) }
+
+// WithDefaults returns a copy of c with every unset field at its default
+// and PoolMode inferred from the URL when empty. It does not validate:
+// call [Config.Validate] for that.
+func (c Config) WithDefaults() Config {
+	if c.Driver == "" {
+		c.Driver = DefaultDriver
+	}
+	if c.PoolMode == "" {
+		if p, err := parseConn(c.URL); err == nil {
+			c.PoolMode = p.mode
+		}
+		if c.PoolMode == "" {
+			c.PoolMode = Direct
+		}
+	}
+	if c.PgxExecMode == "" {
+		c.PgxExecMode = ExecModeExec
+	}
+	if c.MaxOpenConns == 0 {
+		c.MaxOpenConns = DefaultMaxOpenConns
+	}
+	if c.MaxIdleConns == 0 {
+		c.MaxIdleConns = min(DefaultMaxIdleConns, c.MaxOpenConns)
+	}
+	if c.ConnMaxLifetime == 0 {
+		c.ConnMaxLifetime = DefaultConnMaxLifetime
+	}
+	if c.ConnMaxIdleTime == 0 {
+		c.ConnMaxIdleTime = DefaultConnMaxIdleTime
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.SSLMode == "" {
+		c.SSLMode = DefaultSSLMode
+	}
+	if c.Isolation == sql.LevelDefault {
+		c.Isolation = DefaultIsolation
+	}
+	return c
+}
+
+// TxSettings returns the server settings to apply at the start of each
+// transaction with set_config(name, value, true), in a stable order:
+// statement_timeout, lock_timeout, idle_in_transaction_session_timeout,
+// search_path, then Settings by name. In direct and session modes these are
+// also sent at connection start, so applying them again is harmless.
+func (c Config) TxSettings() [][2]string {
+	var out [][2]string
+	add := func(name string, d time.Duration) {
+		if d > 0 {
+			out = append(out, [2]string{name, formatMillis(d)})
+		}
+	}
+	add("statement_timeout", c.StatementTimeout)
+	add("lock_timeout", c.LockTimeout)
+	add("idle_in_transaction_session_timeout", c.IdleInTransactionTimeout)
+	if c.SearchPath != "" {
+		out = append(out, [2]string{"search_path", c.SearchPath})
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Settings)) {
+		out = append(out, [2]string{k, c.Settings[k]})
+	}
+	return out
+}
+
+func formatMillis(d time.Duration) string {
+	ms := d.Milliseconds()
+	if ms == 0 && d > 0 {
+		ms = 1 // PostgreSQL timeouts have millisecond resolution; 0 would mean "off".
+	}
+	return fmt.Sprintf("%dms", ms)
+}
+
+// String describes c with passwords redacted.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("driverconf.Config{")
+	fmt.Fprintf(&b, "URL: %q", RedactURL(c.URL))
+	if c.DirectURL != "" {
+		fmt.Fprintf(&b, ", DirectURL: %q", RedactURL(c.DirectURL))
+	}
+	fmt.Fprintf(&b, ", Driver: %q, PoolMode: %q", c.Driver, c.PoolMode)
+	if c.PgxExecMode != "" {
+		fmt.Fprintf(&b, ", PgxExecMode: %q", c.PgxExecMode)
+	}
+	fmt.Fprintf(&b, ", MaxOpenConns: %d, MaxIdleConns: %d", c.MaxOpenConns, c.MaxIdleConns)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ConnMaxLifetime", c.ConnMaxLifetime}, {"ConnMaxIdleTime", c.ConnMaxIdleTime},
+		{"AcquireTimeout", c.AcquireTimeout}, {"ConnectTimeout", c.ConnectTimeout},
+		{"StatementTimeout", c.StatementTimeout}, {"LockTimeout", c.LockTimeout},
+		{"IdleInTransactionTimeout", c.IdleInTransactionTimeout},
+	} {
+		if d.v != 0 {
+			fmt.Fprintf(&b, ", %s: %s", d.name, d.v)
+		}
+	}
+	if c.SearchPath != "" {
+		fmt.Fprintf(&b, ", SearchPath: %q", c.SearchPath)
+	}
+	if c.ApplicationName != "" {
+		fmt.Fprintf(&b, ", ApplicationName: %q", c.ApplicationName)
+	}
+	if c.SSLMode != "" {
+		fmt.Fprintf(&b, ", SSLMode: %q", c.SSLMode)
+	}
+	if c.Isolation != sql.LevelDefault {
+		fmt.Fprintf(&b, ", Isolation: %q", c.Isolation.String())
+	}
+	if len(c.Settings) > 0 {
+		fmt.Fprintf(&b, ", Settings: %v", c.Settings)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// LogValue implements slog.LogValuer with passwords redacted.
+func (c Config) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("url", RedactURL(c.URL)),
+		slog.String("driver", string(c.Driver)),
+		slog.String("pool_mode", string(c.PoolMode)),
+		slog.Int("max_open_conns", c.MaxOpenConns),
+		slog.Int("max_idle_conns", c.MaxIdleConns),
+	}
+	if c.DirectURL != "" {
+		attrs = append(attrs, slog.String("direct_url", RedactURL(c.DirectURL)))
+	}
+	if c.PgxExecMode != "" {
+		attrs = append(attrs, slog.String("pgx_exec_mode", string(c.PgxExecMode)))
+	}
+	return slog.GroupValue(attrs...)
+}

@@ -1,0 +1,65 @@
+// Package driverconf turns one configuration — a URL, environment
+// variables, or a [Config] — into a *sql.DB or *sqlx.DB that is safe behind
+// a connection pooler, with either pgx (github.com/jackc/pgx/v5/stdlib) or
+// lib/pq (github.com/lib/pq) underneath.
+//
+//	cfg, err := driverconf.FromEnv() // DATABASE_URL, DB_DRIVER, DB_POOL_MODE, …
+//	if err != nil { … }
+//	db, err := driverconf.OpenDB(cfg)
+//
+// An existing database/sql program can switch with one line instead:
+//
+//	db, err := sql.Open("poolsafe", "postgres://app@pooler:6543/app?driver=pq")
+//
+// # PgBouncer and Supabase's pooler
+//
+// A pooler in transaction mode (PgBouncer pool_mode=transaction, Supabase
+// Supavisor on port 6543) hands each transaction — and each statement
+// outside one — to whichever server connection is free. Anything a driver
+// leaves on a server connection between two round trips can then be seen by
+// another client, or be missing for its own. With their default settings
+// both drivers break silently: lib/pq sends Parse/Describe/Sync and then
+// Bind/Execute/Sync, so the Bind can run another client's statement and
+// return another client's rows; pgx caches named prepared statements, which
+// then "already exist" or "do not exist" on the connection it reaches.
+//
+// In [Transaction] mode this package therefore:
+//
+//   - sets pgx to [ExecModeExec] (or [ExecModeSimpleProtocol]) with its
+//     statement and description caches off, and lib/pq to
+//     binary_parameters=yes: every query is one self-contained round trip
+//     that uses only the unnamed statement;
+//   - sends no startup parameter the pooler would refuse (search_path,
+//     statement_timeout, lock_timeout, options, …); application_name is
+//     sent because PgBouncer tracks it. Those settings stay in the Config
+//     and are applied inside each transaction with set_config(…, true) by
+//     package sqladapter;
+//   - removes every URL key that is not a libpq connection parameter —
+//     pooler hints (pgbouncer=true, pool_mode, no_prepare,
+//     statement_cache_size, prepare_threshold, raw_sql), pool sizing keys
+//     (Prisma's connection_limit and pool_timeout, pgxpool's pool_*), and the
+//     other driver's keys (binary_parameters, default_query_exec_mode,
+//     statement_cache_capacity, …) — so no connection is refused for them.
+//     [Config.Notes] lists what was removed and where it went.
+//
+// The mode is inferred from the URL when [Config.PoolMode] is empty:
+// pool_mode=, pgbouncer=true, port 6543 or a no-prepare hint mean
+// transaction mode. Say it explicitly when the pooler listens elsewhere.
+//
+// [Session] mode (a session pooler) behaves like [Direct], except that
+// settings are applied with one set_config statement after connecting,
+// because poolers refuse them as startup parameters. In [Direct] mode they
+// are sent as startup parameters.
+//
+// Never use LISTEN/NOTIFY, session advisory locks, SET (without LOCAL),
+// temporary tables or server-side PREPARE through a transaction pooler: they
+// belong to a server connection other clients share. Migrations need a
+// session too: give them [Config.DirectURL].
+//
+// # Defaults
+//
+// Both drivers get sslmode=prefer unless the URL says otherwise (lib/pq's own
+// default is require). pgx uses [ExecModeExec] in every pool mode, and
+// lib/pq binary_parameters=yes in every mode, so a program behaves the same
+// with or without a pooler and queries take one round trip.
+package driverconf

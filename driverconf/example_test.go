@@ -1,0 +1,76 @@
+package driverconf_test
+
+import (
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/scrapersky/poolsafe/driverconf"
+)
+
+// Parse reads the original system's URL: the no-prepare hints select
+// transaction mode and are removed before either driver sees them.
+func ExampleParse() {
+	cfg, err := driverconf.Parse("postgres://app:s3cret@db.internal:6432/app?raw_sql=true&no_prepare=true&statement_cache_size=0&driver=pq")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Driver, cfg.PoolMode)
+	for _, n := range cfg.Notes() {
+		fmt.Println(n)
+	}
+	// Output:
+	// pq transaction
+	// removed raw_sql=true: pool-mode hint
+	// removed no_prepare=true: pool-mode hint
+	// removed statement_cache_size=0: pool-mode hint
+	// moved driver=pq to Config.Driver
+}
+
+// A Prisma-style Supabase URL: pgbouncer=true and port 6543 both mean
+// transaction mode; connection_limit becomes MaxOpenConns.
+func ExampleParse_prisma() {
+	cfg, err := driverconf.Parse("postgresql://postgres.abc:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres?pgbouncer=true&connection_limit=5")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.PoolMode, cfg.MaxOpenConns)
+	fmt.Println(cfg) // the password never appears
+	// Output:
+	// transaction 5
+	// driverconf.Config{URL: "postgresql://postgres.abc:xxxxx@aws-0-eu-west-1.pooler.supabase.com:6543/postgres?pgbouncer=true&connection_limit=5", Driver: "", PoolMode: "transaction", MaxOpenConns: 5, MaxIdleConns: 0}
+}
+
+// FromEnv reads DATABASE_URL and the DB_* variables; explicit variables win
+// over the URL's keys.
+func ExampleFromEnv() {
+	os.Setenv("DATABASE_URL", "postgres://app@127.0.0.1:6543/app?statement_timeout=5s")
+	os.Setenv("DB_DRIVER", "pq")
+	os.Setenv("DB_MAX_POOL_SIZE", "20")
+	defer func() {
+		for _, k := range []string{"DATABASE_URL", "DB_DRIVER", "DB_MAX_POOL_SIZE"} {
+			os.Unsetenv(k)
+		}
+	}()
+	cfg, err := driverconf.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Driver, cfg.PoolMode, cfg.MaxOpenConns, cfg.StatementTimeout)
+	// Output: pq transaction 20 5s
+}
+
+// OpenDB makes no connection; the first query (or db.PingContext) does.
+func ExampleOpenDB() {
+	db, err := driverconf.OpenDB(driverconf.Config{
+		URL:      "postgres://app:pw@127.0.0.1:6432/app",
+		Driver:   driverconf.PGX,
+		PoolMode: driverconf.Transaction,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	fmt.Println(db.Stats().MaxOpenConnections)
+	// Output: 10
+}

@@ -1,0 +1,119 @@
+package driverconf
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DriverName is the name of the database/sql driver this package
+// registers: sql.Open("poolsafe", url) opens url through poolsafe, with the
+// driver chosen by the URL key driver=pgx|pq (default pgx). Pool sizing
+// keys in the URL cannot reach a *sql.DB opened this way: use [OpenDB].
+const DriverName = "poolsafe"
+
+func init() {
+	sql.Register(DriverName, poolsafeDriver{})
+	sqlx.BindDriver(DriverName, sqlx.DOLLAR)
+}
+
+// NewConnector returns a pooler-safe driver.Connector for cfg, for callers
+// that wrap connectors themselves (otelsql, sqlhooks) before sql.OpenDB. It
+// does no network I/O. Pool sizing fields are not part of a connector: apply
+// them to the *sql.DB yourself, or use [OpenDB].
+func NewConnector(cfg Config) (driver.Connector, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return newConnector(r)
+}
+
+func newConnector(r *resolved) (driver.Connector, error) {
+	var (
+		c   driver.Connector
+		err error
+	)
+	switch r.cfg.Driver {
+	case PQ:
+		c, err = pqConnector(r)
+	default:
+		c, err = pgxConnector(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &connector{Connector: c}, nil
+}
+
+// OpenDB returns a *sql.DB for cfg with its pool settings applied. It does
+// no network I/O: the first query (or db.PingContext) connects.
+func OpenDB(cfg Config) (*sql.DB, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	c, err := newConnector(r)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(r.cfg.MaxOpenConns)
+	db.SetMaxIdleConns(r.cfg.MaxIdleConns)
+	db.SetConnMaxLifetime(r.cfg.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(r.cfg.ConnMaxIdleTime)
+	return db, nil
+}
+
+// OpenX is [OpenDB] returning a sqlx handle whose bindvar is $n.
+func OpenX(cfg Config) (*sqlx.DB, error) {
+	db, err := OpenDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sqlx.NewDb(db, DriverName), nil
+}
+
+// connector reports the poolsafe driver as its driver.
+type connector struct{ driver.Connector }
+
+func (c *connector) Driver() driver.Driver { return poolsafeDriver{} }
+
+// poolsafeDriver is the "poolsafe" database/sql driver.
+type poolsafeDriver struct{}
+
+func (poolsafeDriver) Open(name string) (driver.Conn, error) {
+	c, err := poolsafeDriver{}.OpenConnector(name)
+	if err != nil {
+		return nil, err
+	}
+	return c.Connect(context.Background())
+}
+
+func (poolsafeDriver) OpenConnector(name string) (driver.Connector, error) {
+	cfg, err := Parse(name)
+	if err != nil {
+		return nil, err
+	}
+	return NewConnector(cfg)
+}
+
+// setConfigSQL builds one statement that applies every setting with
+// set_config(name, value, isLocal), so they cost one round trip.
+func setConfigSQL(settings [][2]string, isLocal bool) (string, []any) {
+	var b strings.Builder
+	args := make([]any, 0, 2*len(settings))
+	b.WriteString("SELECT ")
+	for i, s := range settings {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "set_config($%d, $%d, %t)", 2*i+1, 2*i+2, isLocal)
+		args = append(args, s[0], s[1])
+	}
+	return b.String(), args
+}

@@ -1,0 +1,76 @@
+package driverconf
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// pgxTrackedParams are the startup parameters PgBouncer tracks and so
+// accepts in every pool mode.
+var pgxTrackedParams = map[string]bool{"application_name": true}
+
+func pgxExecMode(m PgxExecMode) (pgx.QueryExecMode, error) {
+	switch m {
+	case ExecModeExec:
+		return pgx.QueryExecModeExec, nil
+	case ExecModeSimpleProtocol:
+		return pgx.QueryExecModeSimpleProtocol, nil
+	case ExecModeCacheStatement:
+		return pgx.QueryExecModeCacheStatement, nil
+	case ExecModeCacheDescribe:
+		return pgx.QueryExecModeCacheDescribe, nil
+	case ExecModeDescribeExec:
+		return pgx.QueryExecModeDescribeExec, nil
+	}
+	return 0, fieldErr("PgxExecMode", "unknown pgx exec mode %q", m)
+}
+
+// pgxConnector builds a pgx stdlib connector for r. In transaction mode it
+// uses an exec mode that never names a statement, turns both caches off and
+// sends no startup parameter a pooler rejects.
+func pgxConnector(r *resolved) (driver.Connector, error) {
+	cc, err := pgx.ParseConfig(r.dsn())
+	if err != nil {
+		return nil, fieldErr("URL", "rejected by pgx: %s", r.scrub(err.Error()))
+	}
+	mode, err := pgxExecMode(r.cfg.PgxExecMode)
+	if err != nil {
+		return nil, err
+	}
+	cc.DefaultQueryExecMode = mode
+	if mode != pgx.QueryExecModeCacheStatement && mode != pgx.QueryExecModeCacheDescribe {
+		cc.StatementCacheCapacity = 0
+		cc.DescriptionCacheCapacity = 0
+	}
+	if r.cfg.PoolMode != Direct {
+		// Poolers refuse startup parameters they do not track, in session
+		// mode too (PGOPTIONS, PGTZ from the environment would land here).
+		for k := range cc.RuntimeParams {
+			if !pgxTrackedParams[k] {
+				delete(cc.RuntimeParams, k)
+			}
+		}
+	}
+	var opts []stdlib.OptionOpenDB
+	switch r.cfg.PoolMode {
+	case Direct:
+		for _, s := range r.startupSettings() {
+			cc.RuntimeParams[s[0]] = s[1]
+		}
+	case Session:
+		if settings := r.startupSettings(); len(settings) > 0 {
+			q, args := setConfigSQL(settings, false)
+			opts = append(opts, stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
+				if _, err := c.Exec(ctx, q, args...); err != nil {
+					return fmt.Errorf("driverconf: apply session settings: %w", err)
+				}
+				return nil
+			}))
+		}
+	}
+	return stdlib.GetConnector(*cc, opts...), nil
+}

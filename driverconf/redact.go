@@ -1,0 +1,79 @@
+package driverconf
+
+import (
+	"net/url"
+	"strings"
+)
+
+const redacted = "xxxxx"
+
+// RedactURL returns the connection string s with any password replaced by
+// "xxxxx", in URL or key=value form. A string it cannot read comes back as
+// a placeholder rather than risk showing a password.
+func RedactURL(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "(unreadable connection URL)"
+		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), redacted)
+			}
+		}
+		q, err := splitQuery(u.RawQuery)
+		if err != nil {
+			return "(unreadable connection URL)"
+		}
+		changed := false
+		for i := range q {
+			if isSecretKey(q[i].k) {
+				q[i].v, changed = redacted, true
+			}
+		}
+		if changed {
+			parts := make([]string, len(q))
+			for i, e := range q {
+				parts[i] = url.QueryEscape(e.k) + "=" + url.QueryEscape(e.v)
+			}
+			u.RawQuery = strings.Join(parts, "&")
+		}
+		return u.String()
+	}
+	pairs, err := splitDSN(s)
+	if err != nil {
+		return "(unreadable connection string)"
+	}
+	for i := range pairs {
+		if isSecretKey(pairs[i].k) {
+			pairs[i].v = redacted
+		}
+	}
+	return joinDSN(pairs)
+}
+
+func isSecretKey(k string) bool { return k == "password" || k == "sslpassword" }
+
+// joinDSN writes pairs as a libpq key=value string, quoting every value.
+func joinDSN(pairs []kv) string {
+	var b strings.Builder
+	for i, e := range pairs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(e.k)
+		b.WriteString("='")
+		for j := 0; j < len(e.v); j++ {
+			if e.v[j] == '\'' || e.v[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(e.v[j])
+		}
+		b.WriteByte('\'')
+	}
+	return b.String()
+}

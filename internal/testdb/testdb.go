@@ -1,0 +1,144 @@
+// Package testdb finds the local PostgreSQL + PgBouncer stack for tests and
+// runs checked concurrent load against it.
+//
+// The stack is started by scripts/pgstack.sh, whose "env" command prints the
+// three variables read here. When they are unset, database tests skip with a
+// loud message — unless POOLSAFE_REQUIRE_DB=1 (set by CI and make test), where
+// a missing or unreachable database fails the test.
+package testdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Environment variables naming the stack's URLs.
+const (
+	EnvDirectURL  = "POOLSAFE_TEST_DIRECT_URL"
+	EnvSessionURL = "POOLSAFE_TEST_SESSION_URL"
+	EnvTxURL      = "POOLSAFE_TEST_TX_URL"
+	EnvRequireDB  = "POOLSAFE_REQUIRE_DB"
+)
+
+// URLs are the three ways to reach the same database.
+type URLs struct {
+	Direct  string // PostgreSQL itself
+	Session string // PgBouncer, pool_mode=session
+	Tx      string // PgBouncer, pool_mode=transaction, pool_size=2
+}
+
+// Required reports whether a missing database must fail tests.
+func Required() bool { return os.Getenv(EnvRequireDB) == "1" }
+
+// Get returns the stack's URLs, or skips (fails when [Required]) when they
+// are not set.
+func Get(t testing.TB) URLs {
+	t.Helper()
+	u := URLs{
+		Direct:  os.Getenv(EnvDirectURL),
+		Session: os.Getenv(EnvSessionURL),
+		Tx:      os.Getenv(EnvTxURL),
+	}
+	if u.Direct == "" || u.Session == "" || u.Tx == "" {
+		msg := fmt.Sprintf("%s, %s and %s must all be set: run `make test`, or `scripts/pgstack.sh up && eval \"$(scripts/pgstack.sh env)\"`",
+			EnvDirectURL, EnvSessionURL, EnvTxURL)
+		if Required() {
+			t.Fatalf("database required (%s=1) but not configured: %s", EnvRequireDB, msg)
+		}
+		t.Skipf("SKIPPING DATABASE TEST — no database configured: %s", msg)
+	}
+	return u
+}
+
+// Ping checks db answers within 15 seconds; it fails the test otherwise
+// (an unreachable database is never a skip once the URLs are set).
+func Ping(t testing.TB, db *sql.DB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("database unreachable: %v (is scripts/pgstack.sh up running?)", err)
+	}
+}
+
+// Result counts what a [Load] saw.
+type Result struct {
+	Queries int64
+	Errors  int64
+	Wrong   int64
+	// Samples holds up to five descriptions of failures.
+	Samples []string
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%d queries, %d errors, %d wrong answers", r.Queries, r.Errors, r.Wrong)
+}
+
+// Query runs query i of goroutine g and returns the answer it got and the
+// one it expected.
+type Query func(ctx context.Context, g, i int) (got, want int64, err error)
+
+// Load runs goroutines × perG calls of q concurrently and counts errors and
+// wrong answers.
+func Load(ctx context.Context, goroutines, perG int, q Query) Result {
+	var (
+		queries, errs, wrong atomic.Int64
+		mu                   sync.Mutex
+		samples              []string
+		wg                   sync.WaitGroup
+	)
+	sample := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(samples) < 5 {
+			samples = append(samples, s)
+		}
+	}
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perG {
+				if ctx.Err() != nil {
+					return
+				}
+				queries.Add(1)
+				got, want, err := q(ctx, g, i)
+				switch {
+				case err != nil:
+					errs.Add(1)
+					sample(fmt.Sprintf("g%d/q%d: %v", g, i, err))
+				case got != want:
+					wrong.Add(1)
+					sample(fmt.Sprintf("g%d/q%d: got %d, want %d", g, i, got, want))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return Result{Queries: queries.Load(), Errors: errs.Load(), Wrong: wrong.Load(), Samples: samples}
+}
+
+// CheckedSQL returns goroutine g's own SQL text and the answer it gives for
+// argument i: a statement or Bind that lands on another goroutine's SQL
+// shows up as a wrong answer.
+func CheckedSQL(g int) (query string, answer func(i int) int64) {
+	return fmt.Sprintf("SELECT $1::int8 * 1000 + %d AS v /* poolsafe load g%d */", g, g),
+		func(i int) int64 { return int64(i)*1000 + int64(g) }
+}
+
+// DBQuery is a [Query] that runs [CheckedSQL] with db.QueryRowContext.
+func DBQuery(db *sql.DB) Query {
+	return func(ctx context.Context, g, i int) (int64, int64, error) {
+		q, answer := CheckedSQL(g)
+		var got int64
+		err := db.QueryRowContext(ctx, q, i).Scan(&got)
+		return got, answer(i), err
+	}
+}
