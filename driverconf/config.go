@@ -124,6 +124,15 @@ type Config struct {
 	// sql.LevelReadCommitted.
 	Isolation sql.IsolationLevel
 
+	// Logger receives failed queries (level Warn) and, with SlowQuery,
+	// slow ones (level Info), with the SQL, duration and error kind.
+	// Defaults to nil: no logging.
+	Logger *slog.Logger
+
+	// LogArgs includes query arguments in log records. Defaults to false:
+	// arguments are redacted (only their count is logged).
+	LogArgs bool
+
 	// LockTimeout is applied as lock_timeout (at connection start in direct
 	// and session modes, per transaction in transaction mode). URL key:
 	// lock_timeout. Defaults to 0 (server default).
@@ -159,6 +168,10 @@ type Config struct {
 	// Settings are further server settings (GUCs), applied like
 	// SearchPath. Unknown URL keys land here. Defaults to none.
 	Settings map[string]string
+
+	// SlowQuery is the duration above which a query is logged at level
+	// Info when Logger is set. Defaults to 0: slow queries are not logged.
+	SlowQuery time.Duration
 
 	// SSLMode is the libpq sslmode, the same default for both drivers.
 	// URL key: sslmode. Defaults to "prefer" (libpq's and pgx's default;

@@ -201,9 +201,9 @@ func pgxConfig(t *testing.T, c any) pgx.ConnConfig {
 	if !ok {
 		t.Fatalf("connector is %T, want *connector", c)
 	}
-	f := reflect.ValueOf(w.Connector).FieldByName("ConnConfig")
+	f := reflect.ValueOf(w.driverConnector).FieldByName("ConnConfig")
 	if !f.IsValid() {
-		t.Fatalf("inner connector %T has no ConnConfig", w.Connector)
+		t.Fatalf("inner connector %T has no ConnConfig", w.driverConnector)
 	}
 	return f.Interface().(pgx.ConnConfig)
 }
@@ -216,7 +216,7 @@ func pqSettings(t *testing.T, c any) (binary bool, runtime []string, options str
 	if !ok {
 		t.Fatalf("connector is %T, want *connector", c)
 	}
-	inner := w.Connector
+	inner := w.driverConnector
 	if a, ok := inner.(*afterConnect); ok {
 		after, inner = a, a.Connector
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // DriverName is the name of the database/sql driver this package
@@ -47,7 +49,47 @@ func newConnector(r *resolved) (driver.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &connector{Connector: c}, nil
+	return &connector{Connector: sqladapter.NewConnector(c, r.connectorOptions()), driverConnector: c}, nil
+}
+
+func (r *resolved) connectorOptions() sqladapter.ConnectorOptions {
+	return sqladapter.ConnectorOptions{
+		ClientSidePrepare: r.cfg.PoolMode == Transaction,
+		Driver:            string(r.cfg.Driver),
+		Logger:            r.cfg.Logger,
+		LogArgs:           r.cfg.LogArgs,
+		SlowQuery:         r.cfg.SlowQuery,
+		Metrics:           r.metrics,
+	}
+}
+
+// Open returns a [sqladapter.DB] for cfg: pooler-safe connections, pool
+// settings applied, and InTx transactions that use cfg's isolation level
+// and (in transaction mode) apply its server settings per transaction. It
+// does no network I/O: the first query (or db.PingContext) connects.
+func Open(cfg Config) (*sqladapter.DB, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	r.metrics = new(sqladapter.Metrics)
+	db, err := openDB(r)
+	if err != nil {
+		return nil, err
+	}
+	opts := []sqladapter.Option{
+		sqladapter.WithDefaultIsolation(r.cfg.Isolation),
+		sqladapter.WithMetrics(r.metrics),
+	}
+	if r.cfg.PoolMode == Transaction {
+		// Direct and session connections already carry these for the session.
+		var settings []sqladapter.Setting
+		for _, s := range r.cfg.TxSettings() {
+			settings = append(settings, sqladapter.Setting{Name: s[0], Value: s[1]})
+		}
+		opts = append(opts, sqladapter.WithTxSettings(settings...))
+	}
+	return sqladapter.Wrap(db, DriverName, opts...), nil
 }
 
 // OpenDB returns a *sql.DB for cfg with its pool settings applied. It does
@@ -57,6 +99,10 @@ func OpenDB(cfg Config) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openDB(r)
+}
+
+func openDB(r *resolved) (*sql.DB, error) {
 	c, err := newConnector(r)
 	if err != nil {
 		return nil, err
@@ -79,7 +125,10 @@ func OpenX(cfg Config) (*sqlx.DB, error) {
 }
 
 // connector reports the poolsafe driver as its driver.
-type connector struct{ driver.Connector }
+type connector struct {
+	driver.Connector                  // the sqladapter wrapper
+	driverConnector  driver.Connector // the driver's own, inside it
+}
 
 func (c *connector) Driver() driver.Driver { return poolsafeDriver{} }
 

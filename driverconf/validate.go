@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // Validate reports every problem with c (after defaults are applied), each
@@ -19,8 +21,9 @@ func (c Config) Validate() error {
 // resolved is a validated Config plus the connection parameters to hand
 // to the driver.
 type resolved struct {
-	cfg  Config
-	conn []kv
+	cfg     Config
+	conn    []kv
+	metrics *sqladapter.Metrics
 }
 
 // resolve parses c.URL, fills unset fields from it, applies defaults and
@@ -61,6 +64,9 @@ func (c Config) resolve() (*resolved, error) {
 		}
 	default:
 		add("PgxExecMode", "unknown pgx exec mode %q; use exec or simple_protocol", c.PgxExecMode)
+	}
+	if c.SlowQuery < 0 {
+		add("SlowQuery", "must not be negative, got %s", c.SlowQuery)
 	}
 	if c.MaxOpenConns < 0 {
 		add("MaxOpenConns", "must not be negative, got %d", c.MaxOpenConns)

@@ -1,0 +1,98 @@
+package sqladapter
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Querier is what repositories need: satisfied by *DB, *Tx, *sqlx.DB and
+// *sqlx.Tx, so the same code runs in or out of a transaction and under
+// sqlmock.
+type Querier interface {
+	sqlx.ExtContext
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+	NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error)
+}
+
+var (
+	_ Querier = (*DB)(nil)
+	_ Querier = (*Tx)(nil)
+	_ Querier = (*sqlx.DB)(nil)
+	_ Querier = (*sqlx.Tx)(nil)
+)
+
+// Setting is a server setting (GUC) applied inside a transaction with
+// set_config(Name, Value, true).
+type Setting struct {
+	Name, Value string
+}
+
+// DB is a sqlx handle with poolsafe's transaction helpers.
+type DB struct {
+	*sqlx.DB
+	opts dbOptions
+}
+
+type dbOptions struct {
+	isolation   sql.IsolationLevel
+	settings    []Setting
+	maxAttempts int
+	metrics     *Metrics
+}
+
+// Option configures [Wrap].
+type Option func(*dbOptions)
+
+// WithDefaultIsolation sets the isolation level of InTx transactions.
+// Defaults to sql.LevelReadCommitted.
+func WithDefaultIsolation(level sql.IsolationLevel) Option {
+	return func(o *dbOptions) { o.isolation = level }
+}
+
+// WithTxSettings sets server settings applied at the start of every InTx
+// transaction (for example statement_timeout behind a transaction pooler,
+// where it cannot be a startup parameter). Defaults to none.
+func WithTxSettings(settings ...Setting) Option {
+	return func(o *dbOptions) { o.settings = append([]Setting(nil), settings...) }
+}
+
+// WithMaxAttempts sets how many times InTx runs a transaction that keeps
+// failing with a retryable error. Defaults to [DefaultMaxAttempts].
+func WithMaxAttempts(n int) Option {
+	return func(o *dbOptions) { o.maxAttempts = n }
+}
+
+// WithMetrics shares counters with a connector made by [NewConnector], so
+// [DB.Stats] reports them. Defaults to counters of the DB's own (tx
+// retries only).
+func WithMetrics(m *Metrics) Option {
+	return func(o *dbOptions) { o.metrics = m }
+}
+
+// Wrap returns a *DB over an existing *sql.DB — one opened by driverconf,
+// or sqlmock's. driverName picks sqlx's bindvar style ("pgx", "postgres",
+// "poolsafe" and "sqlmock" all mean $1).
+func Wrap(db *sql.DB, driverName string, opts ...Option) *DB {
+	o := dbOptions{isolation: sql.LevelReadCommitted, maxAttempts: DefaultMaxAttempts}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.metrics == nil {
+		o.metrics = new(Metrics)
+	}
+	if o.maxAttempts < 1 {
+		o.maxAttempts = 1
+	}
+	if sqlx.BindType(driverName) == sqlx.UNKNOWN {
+		sqlx.BindDriver(driverName, sqlx.DOLLAR)
+	}
+	return &DB{DB: sqlx.NewDb(db, driverName), opts: o}
+}
+
+// Stats returns the pool's statistics and poolsafe's counters.
+func (db *DB) Stats() Stats {
+	return db.opts.metrics.snapshot(db.DB.Stats())
+}

@@ -1,0 +1,124 @@
+package sqladapter
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+)
+
+// errNotDescribable: the statement cannot be checked without running it
+// (lib/pq can only describe what PREPARE accepts).
+var errNotDescribable = errors.New("sqladapter: statement cannot be described")
+
+const describeCacheSize = 1024
+
+// describeCache remembers parameter types per SQL text.
+type describeCache struct {
+	mu sync.Mutex
+	m  map[string][]string
+	n  int
+}
+
+func newDescribeCache(n int) *describeCache {
+	return &describeCache{m: make(map[string][]string), n: n}
+}
+
+func (d *describeCache) get(q string) ([]string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.m[q]
+	return t, ok
+}
+
+func (d *describeCache) put(q string, t []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.m) >= d.n {
+		clear(d.m) // simple bound; statements are re-described on demand
+	}
+	d.m[q] = t
+}
+
+// describe returns the parameter type names of query (lower case
+// PostgreSQL names such as "bytea", "jsonb"; "" when unknown) with one
+// self-contained round trip that leaves nothing on the server.
+func (c *conn) describe(ctx context.Context, query string) ([]string, error) {
+	var (
+		types []string
+		err   error
+	)
+	switch c.c.opts.Driver {
+	case DriverPGX:
+		types, err = pgxDescribe(ctx, c.base, query)
+	case DriverPQ:
+		types, err = pqDescribe(ctx, c.base, query)
+	default:
+		return nil, errNotDescribable
+	}
+	if err == nil {
+		c.c.desc.put(query, types)
+	}
+	return types, err
+}
+
+// cachedDescribe is describe with the connector's cache in front.
+func (c *conn) cachedDescribe(ctx context.Context, query string) ([]string, error) {
+	if t, ok := c.c.desc.get(query); ok {
+		return t, nil
+	}
+	return c.describe(ctx, query)
+}
+
+// preparable reports whether lib/pq can describe query with PREPARE: any
+// statement except the utility commands PREPARE does not accept (DDL,
+// transaction control, SET, COPY, …). An unknown first word counts as
+// preparable, so a misspelt keyword fails at Prepare time as it would
+// with a server-side Prepare.
+func preparable(query string) bool {
+	q := strings.TrimLeft(skipComments(query), " \t\r\n(")
+	end := strings.IndexFunc(q, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
+	if end < 0 {
+		end = len(q)
+	}
+	if end == 0 {
+		return false
+	}
+	return !utilityCommands[strings.ToUpper(q[:end])]
+}
+
+var utilityCommands = map[string]bool{
+	"ABORT": true, "ALTER": true, "ANALYZE": true, "ANALYSE": true, "BEGIN": true, "CALL": true,
+	"CHECKPOINT": true, "CLOSE": true, "CLUSTER": true, "COMMENT": true, "COMMIT": true, "COPY": true,
+	"CREATE": true, "DEALLOCATE": true, "DECLARE": true, "DISCARD": true, "DO": true, "DROP": true,
+	"END": true, "EXECUTE": true, "EXPLAIN": true, "FETCH": true, "GRANT": true, "IMPORT": true,
+	"LISTEN": true, "LOAD": true, "LOCK": true, "MOVE": true, "NOTIFY": true, "PREPARE": true,
+	"REASSIGN": true, "REFRESH": true, "REINDEX": true, "RELEASE": true, "RESET": true, "REVOKE": true,
+	"ROLLBACK": true, "SAVEPOINT": true, "SECURITY": true, "SET": true, "SHOW": true, "START": true,
+	"TRUNCATE": true, "UNLISTEN": true, "VACUUM": true,
+}
+
+// skipComments drops leading whitespace and SQL comments.
+func skipComments(q string) string {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n")
+		switch {
+		case strings.HasPrefix(q, "--"):
+			i := strings.IndexByte(q, '\n')
+			if i < 0 {
+				return ""
+			}
+			q = q[i+1:]
+		case strings.HasPrefix(q, "/*"):
+			i := strings.Index(q, "*/")
+			if i < 0 {
+				return ""
+			}
+			q = q[i+2:]
+		default:
+			return q
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package sqladapter_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scrapersky/poolsafe/driverconf"
+	"github.com/scrapersky/poolsafe/internal/testdb"
+	"github.com/scrapersky/poolsafe/sqladapter"
+)
+
+type target struct {
+	name string
+	cfg  driverconf.Config
+}
+
+// targets are {pgx exec, pgx simple_protocol, lib/pq} × {direct, session, transaction}.
+func targets(t *testing.T) []target {
+	u := testdb.Get(t)
+	var ts []target
+	for _, m := range []struct {
+		mode driverconf.PoolMode
+		url  string
+	}{{driverconf.Direct, u.Direct}, {driverconf.Session, u.Session}, {driverconf.Transaction, u.Tx}} {
+		for _, d := range []struct {
+			name string
+			drv  driverconf.Driver
+			exec driverconf.PgxExecMode
+		}{{"pgx", driverconf.PGX, driverconf.ExecModeExec}, {"pgx-simple", driverconf.PGX, driverconf.ExecModeSimpleProtocol}, {"pq", driverconf.PQ, ""}} {
+			ts = append(ts, target{
+				name: d.name + "/" + string(m.mode),
+				cfg: driverconf.Config{URL: m.url, Driver: d.drv, PoolMode: m.mode, PgxExecMode: d.exec,
+					MaxOpenConns: 16, MaxIdleConns: 16},
+			})
+		}
+	}
+	return ts
+}
+
+func open(t *testing.T, cfg driverconf.Config) *sqladapter.DB {
+	t.Helper()
+	db, err := driverconf.Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	testdb.Ping(t, db.DB.DB)
+	return db
+}
+
+// schema creates a fresh schema over the direct URL and drops it at cleanup.
+// Statements name it explicitly: a transaction pooler keeps no search_path.
+func schema(t *testing.T, ddl ...string) string {
+	t.Helper()
+	u := testdb.Get(t)
+	db, err := sql.Open("pgx", u.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "sa_" + hex.EncodeToString(b[:])
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.ExecContext(context.Background(), "DROP SCHEMA "+name+" CASCADE")
+		db.Close()
+	})
+	for _, d := range ddl {
+		if _, err := db.ExecContext(ctx, strings.ReplaceAll(d, "{s}", name)); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	return name
+}
+
+func loadCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func requireClean(t *testing.T, r testdb.Result, want int64) {
+	t.Helper()
+	if r.Queries != want || r.Errors != 0 || r.Wrong != 0 {
+		t.Errorf("%s (want %d queries, 0 errors, 0 wrong); first failures:\n%s", r, want, strings.Join(r.Samples, "\n"))
+	}
+}
+
+const (
+	goroutines = 32
+	perG       = 100
+)
+
+// namedSQL is goroutine g's checked query with a named parameter.
+func namedSQL(g int) string {
+	return fmt.Sprintf("SELECT CAST(:v AS int8) * 1000 + %d AS v /* poolsafe named g%d */", g, g)
+}
+
+// TestPrepareUnderLoad runs db.Prepare, sqlx Preparex, PrepareNamed and a
+// NamedStmt inside InTx from 32 goroutines, each with its own SQL, on every
+// driver × pool mode: no errors and no wrong answers.
+func TestPrepareUnderLoad(t *testing.T) {
+	for _, tg := range targets(t) {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			db := open(t, tg.cfg)
+			ctx := loadCtx(t)
+			t.Run("Prepare", func(t *testing.T) {
+				stmts := make([]*sql.Stmt, goroutines)
+				for g := range goroutines {
+					q, _ := testdb.CheckedSQL(g)
+					s, err := db.PrepareContext(ctx, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s.Close()
+					stmts[g] = s
+				}
+				r := testdb.Load(ctx, goroutines, perG, func(ctx context.Context, g, i int) (int64, int64, error) {
+					_, answer := testdb.CheckedSQL(g)
+					var got int64
+					err := stmts[g].QueryRowContext(ctx, i).Scan(&got)
+					return got, answer(i), err
+				})
+				requireClean(t, r, goroutines*perG)
+			})
+			t.Run("Preparex", func(t *testing.T) {
+				r := testdb.Load(ctx, goroutines, perG, func(ctx context.Context, g, i int) (int64, int64, error) {
+					q, answer := testdb.CheckedSQL(g)
+					s, err := db.PreparexContext(ctx, q) // a statement per query: Prepare's round trip under load
+					if err != nil {
+						return 0, 0, err
+					}
+					defer s.Close()
+					var got int64
+					err = s.GetContext(ctx, &got, i)
+					return got, answer(i), err
+				})
+				requireClean(t, r, goroutines*perG)
+			})
+			t.Run("PrepareNamed", func(t *testing.T) {
+				stmts := make([]interface {
+					GetContext(context.Context, any, any) error
+				}, goroutines)
+				for g := range goroutines {
+					ns, err := db.PrepareNamedContext(ctx, namedSQL(g))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer ns.Close()
+					stmts[g] = ns
+				}
+				r := testdb.Load(ctx, goroutines, perG, func(ctx context.Context, g, i int) (int64, int64, error) {
+					_, answer := testdb.CheckedSQL(g)
+					var got int64
+					err := stmts[g].GetContext(ctx, &got, map[string]any{"v": i})
+					return got, answer(i), err
+				})
+				requireClean(t, r, goroutines*perG)
+			})
+			t.Run("NamedStmtInTx", func(t *testing.T) {
+				r := testdb.Load(ctx, goroutines, perG/10, func(ctx context.Context, g, i int) (int64, int64, error) {
+					_, answer := testdb.CheckedSQL(g)
+					var got int64
+					err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
+						ns, err := tx.PrepareNamedContext(ctx, namedSQL(g))
+						if err != nil {
+							return err
+						}
+						defer ns.Close()
+						// Twice in one transaction: the statement is reused.
+						for range 2 {
+							if err := ns.GetContext(ctx, &got, map[string]any{"v": i}); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					return got, answer(i), err
+				})
+				requireClean(t, r, goroutines*perG/10)
+			})
+		})
+	}
+}
+
+// TestPrepareChecksSQL: invalid SQL fails at Prepare time on every target,
+// as it does without a pooler; valid SQL reports its parameter count.
+func TestPrepareChecksSQL(t *testing.T) {
+	s := schema(t, "CREATE TABLE {s}.items (id int8 PRIMARY KEY, name text)")
+	for _, tg := range targets(t) {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			db := open(t, tg.cfg)
+			ctx := loadCtx(t)
+			for _, bad := range []string{
+				"SELEC 1",
+				"SELECT nosuchcolumn FROM " + s + ".items WHERE id = $1",
+				"INSERT INTO " + s + ".nosuchtable (id) VALUES ($1)",
+				"UPDATE " + s + ".items SET name = $1 WHERE nosuch = $2 -- trailing comment",
+			} {
+				st, err := db.PrepareContext(ctx, bad)
+				if err == nil {
+					st.Close()
+					t.Errorf("Prepare(%q) succeeded, want an error at Prepare time", bad)
+				}
+			}
+			st, err := db.PrepareContext(ctx, "SELECT name FROM "+s+".items WHERE id = $1 -- trailing comment")
+			if err != nil {
+				t.Fatalf("valid Prepare: %v", err)
+			}
+			defer st.Close()
+			var name string
+			if err := st.QueryRowContext(ctx, 1, 2).Scan(&name); err == nil || !strings.Contains(err.Error(), "argument") {
+				t.Errorf("two arguments for one parameter: got %v, want an argument-count error", err)
+			}
+		})
+	}
+}
+
+// TestSettingsDoNotLeak: a setting made with WithSetting inside InTx is
+// visible inside and never to a later autocommit query on any server
+// connection; config settings apply inside transactions in every mode.
+func TestSettingsDoNotLeak(t *testing.T) {
+	for _, tg := range targets(t) {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := tg.cfg
+			cfg.StatementTimeout = 4321 * time.Millisecond
+			db := open(t, cfg)
+			ctx := loadCtx(t)
+			for i := range 20 {
+				want := fmt.Sprintf("tenant-%d", i)
+				err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
+					var got, timeout string
+					if err := tx.GetContext(ctx, &got, "SELECT current_setting('app.tenant_id')"); err != nil {
+						return err
+					}
+					if err := tx.GetContext(ctx, &timeout, "SHOW statement_timeout"); err != nil {
+						return err
+					}
+					if got != want || timeout != "4321ms" {
+						return fmt.Errorf("inside InTx: app.tenant_id=%q statement_timeout=%q, want %q and 4321ms", got, timeout, want)
+					}
+					return nil
+				}, sqladapter.WithSetting("app.tenant_id", want))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := testdb.Load(ctx, 8, 50, func(ctx context.Context, g, i int) (int64, int64, error) {
+				var v sql.NullString
+				err := db.QueryRowContext(ctx, "SELECT current_setting('app.tenant_id', true)").Scan(&v)
+				if v.String != "" {
+					return 1, 0, err // leaked
+				}
+				return 0, 0, err
+			})
+			requireClean(t, r, 8*50)
+		})
+	}
+}
+
+// TestInTxRetriesSerializationFailures: concurrent SERIALIZABLE
+// read-modify-write transactions all land, with retries.
+func TestInTxRetriesSerializationFailures(t *testing.T) {
+	for _, tg := range targets(t) {
+		if !strings.HasSuffix(tg.name, "/transaction") && !strings.HasSuffix(tg.name, "/direct") {
+			continue
+		}
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			s := schema(t, "CREATE TABLE {s}.counter (id int PRIMARY KEY, n int NOT NULL)", "INSERT INTO {s}.counter VALUES (1, 0)")
+			db := open(t, tg.cfg)
+			ctx := loadCtx(t)
+			const workers, each = 6, 10
+			r := testdb.Load(ctx, workers, each, func(ctx context.Context, g, i int) (int64, int64, error) {
+				err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
+					var n int
+					if err := tx.GetContext(ctx, &n, "SELECT n FROM "+s+".counter WHERE id = 1"); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, "UPDATE "+s+".counter SET n = $1 WHERE id = 1", n+1)
+					return err
+				}, sqladapter.WithIsolation(sql.LevelSerializable), sqladapter.WithAttempts(50))
+				return 0, 0, err
+			})
+			requireClean(t, r, workers*each)
+			var n int
+			if err := db.GetContext(ctx, &n, "SELECT n FROM "+s+".counter WHERE id = 1"); err != nil {
+				t.Fatal(err)
+			}
+			if n != workers*each {
+				t.Errorf("counter = %d, want %d", n, workers*each)
+			}
+			t.Logf("%d transactions, %d retries", workers*each, db.Stats().TxRetries)
+		})
+	}
+}

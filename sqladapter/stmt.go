@@ -1,0 +1,144 @@
+package sqladapter
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"time"
+)
+
+// clientStmt is a client-side prepared statement: it remembers its SQL and
+// runs it through the connection, so no named statement ever exists on the
+// server. Its SQL was checked when it was prepared.
+type clientStmt struct {
+	c        *conn
+	query    string
+	numInput int
+}
+
+// prepareClientSide checks query with one self-contained round trip (an
+// unnamed Parse/Describe/Sync on pgx; PREPARE and DEALLOCATE in one simple
+// Query message on lib/pq) and returns a client-side statement.
+func (c *conn) prepareClientSide(ctx context.Context, query string) (driver.Stmt, error) {
+	numInput := -1
+	if c.c.opts.Driver != "" {
+		start := time.Now()
+		types, err := c.describe(ctx, query)
+		switch {
+		case errors.Is(err, errNotDescribable):
+		case err != nil:
+			return nil, c.fail(ctx, "prepare", query, nil, start, err)
+		default:
+			numInput = len(types)
+		}
+	}
+	return &clientStmt{c: c, query: query, numInput: numInput}, nil
+}
+
+func (s *clientStmt) Close() error  { return nil }
+func (s *clientStmt) NumInput() int { return s.numInput }
+
+func (s *clientStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.ExecContext(context.Background(), namedValues(args))
+}
+
+func (s *clientStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.QueryContext(context.Background(), namedValues(args))
+}
+
+func (s *clientStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.ExecContext(ctx, s.query, args)
+}
+
+func (s *clientStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.QueryContext(ctx, s.query, args)
+}
+
+// CheckNamedValue lets the connection normalise and check arguments.
+func (s *clientStmt) CheckNamedValue(nv *driver.NamedValue) error { return s.c.CheckNamedValue(nv) }
+
+// driverStmt wraps a statement the driver prepared (direct and session
+// modes), normalising values and classifying errors like conn does.
+type driverStmt struct {
+	base  driver.Stmt
+	c     *conn
+	query string
+}
+
+func (s *driverStmt) Close() error  { return s.base.Close() }
+func (s *driverStmt) NumInput() int { return s.base.NumInput() }
+
+func (s *driverStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.ExecContext(context.Background(), namedValues(args))
+}
+
+func (s *driverStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.QueryContext(context.Background(), namedValues(args))
+}
+
+func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	args = s.c.bytesArgs(ctx, s.query, args)
+	start := time.Now()
+	var (
+		res driver.Result
+		err error
+	)
+	if se, ok := s.base.(driver.StmtExecContext); ok {
+		res, err = se.ExecContext(ctx, args)
+	} else if err = ctx.Err(); err == nil {
+		res, err = s.base.Exec(plainValues(args)) //nolint:staticcheck // fallback for old drivers
+	}
+	if err != nil {
+		return nil, s.c.fail(ctx, "exec", s.query, args, start, err)
+	}
+	s.c.done(ctx, "exec", s.query, args, start)
+	return res, nil
+}
+
+func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	args = s.c.bytesArgs(ctx, s.query, args)
+	start := time.Now()
+	var (
+		rows driver.Rows
+		err  error
+	)
+	if sq, ok := s.base.(driver.StmtQueryContext); ok {
+		rows, err = sq.QueryContext(ctx, args)
+	} else if err = ctx.Err(); err == nil {
+		rows, err = s.base.Query(plainValues(args)) //nolint:staticcheck // fallback for old drivers
+	}
+	if err != nil {
+		return nil, s.c.fail(ctx, "query", s.query, args, start, err)
+	}
+	s.c.done(ctx, "query", s.query, args, start)
+	return newRows(rows, ctx), nil
+}
+
+// CheckNamedValue normalises the argument, then lets the statement or the
+// connection check it.
+func (s *driverStmt) CheckNamedValue(nv *driver.NamedValue) error {
+	normaliseArg(nv)
+	if ch, ok := s.base.(driver.NamedValueChecker); ok {
+		return ch.CheckNamedValue(nv)
+	}
+	if ch, ok := s.c.base.(driver.NamedValueChecker); ok {
+		return ch.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}
+
+func namedValues(args []driver.Value) []driver.NamedValue {
+	nv := make([]driver.NamedValue, len(args))
+	for i, v := range args {
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return nv
+}
+
+func plainValues(args []driver.NamedValue) []driver.Value {
+	v := make([]driver.Value, len(args))
+	for i, a := range args {
+		v[i] = a.Value
+	}
+	return v
+}
