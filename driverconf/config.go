@@ -81,10 +81,12 @@ const (
 // The zero value of every field but URL means "use the default" (or, for
 // PoolMode, "infer from the URL").
 type Config struct {
-	// AcquireTimeout bounds how long a call waits for a free connection
-	// when MaxOpenConns are all busy, separately from the query's own
-	// context. Zero means wait as long as the caller's context allows.
-	// URL keys: pool_timeout (Prisma, seconds). Defaults to 0.
+	// AcquireTimeout bounds how long a call on the handle from [Open] waits
+	// for a free connection when MaxOpenConns are all busy, separately from
+	// the call's own context (database/sql itself has no such setting, so
+	// handles from OpenDB, OpenX and sql.Open cannot enforce it). Zero means
+	// wait as long as the caller's context allows. URL key: pool_timeout
+	// (Prisma, seconds). Defaults to 0.
 	AcquireTimeout time.Duration
 
 	// ApplicationName is sent as application_name (PgBouncer tracks it, so

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/scrapersky/poolsafe/driverconf"
 )
@@ -73,4 +74,20 @@ func ExampleOpenDB() {
 	defer db.Close()
 	fmt.Println(db.Stats().MaxOpenConnections)
 	// Output: 10
+}
+
+// Open returns the sqladapter handle: pooler-safe connections plus InTx.
+// It makes no connection until the first query.
+func ExampleOpen() {
+	db, err := driverconf.Open(driverconf.Config{
+		URL:              "postgres://app:pw@127.0.0.1:6543/app", // port 6543: transaction pooler
+		Driver:           driverconf.PQ,
+		StatementTimeout: 5 * time.Second, // applied inside each InTx transaction
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	fmt.Println(db.DriverName(), db.Stats().MaxOpenConnections)
+	// Output: poolsafe 10
 }

@@ -80,6 +80,7 @@ func Open(cfg Config) (*sqladapter.DB, error) {
 	opts := []sqladapter.Option{
 		sqladapter.WithDefaultIsolation(r.cfg.Isolation),
 		sqladapter.WithMetrics(r.metrics),
+		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout),
 	}
 	if r.cfg.PoolMode == Transaction {
 		// Direct and session connections already carry these for the session.

@@ -10,16 +10,6 @@ import (
 	"time"
 )
 
-// keyKind says what Parse does with a connection-string key.
-type keyKind int
-
-const (
-	kindConn    keyKind = iota // a libpq connection parameter passed to the driver
-	kindField                  // moved into a Config field
-	kindHint                   // a pool-mode hint: removed, may set PoolMode
-	kindForeign                // another tool's or driver's key: removed
-)
-
 // driverSupport lists which drivers understand a libpq connection parameter.
 type driverSupport struct{ pgx, pq bool }
 

@@ -25,6 +25,7 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 }
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	disarmAcquire(ctx)
 	if c.c.opts.ClientSidePrepare {
 		return c.prepareClientSide(ctx, query)
 	}
@@ -52,6 +53,7 @@ func (c *conn) Begin() (driver.Tx, error) {
 }
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	disarmAcquire(ctx)
 	var (
 		tx  driver.Tx
 		err error
@@ -62,15 +64,17 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
 			return nil, errors.New("sqladapter: driver does not support non-default isolation or read-only transactions")
 		}
-		tx, err = c.base.Begin() //nolint:staticcheck // fallback for drivers without ConnBeginTx
+		//lint:ignore SA1019 fallback for drivers without ConnBeginTx
+		tx, err = c.base.Begin()
 	}
 	if err != nil {
 		return nil, c.fail(ctx, "begin", "BEGIN", nil, time.Time{}, err)
 	}
-	return &connTx{base: tx, c: c}, nil
+	return &connTx{base: tx, c: c, ctx: ctx}, nil
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	disarmAcquire(ctx)
 	args = c.bytesArgs(ctx, query, args)
 	start := time.Now()
 	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
@@ -82,6 +86,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	disarmAcquire(ctx)
 	args = c.bytesArgs(ctx, query, args)
 	start := time.Now()
 	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
@@ -159,9 +164,11 @@ func (c *conn) argsAttr(args []driver.NamedValue) slog.Attr {
 type connTx struct {
 	base driver.Tx
 	c    *conn
+	ctx  context.Context // BeginTx's, for the acquire timeout
 }
 
 func (t *connTx) Commit() error {
+	defer releaseAcquire(t.ctx)
 	if err := t.base.Commit(); err != nil {
 		return t.c.fail(context.Background(), "commit", "COMMIT", nil, time.Time{}, err)
 	}
@@ -169,6 +176,7 @@ func (t *connTx) Commit() error {
 }
 
 func (t *connTx) Rollback() error {
+	defer releaseAcquire(t.ctx)
 	if err := t.base.Rollback(); err != nil {
 		return t.c.fail(context.Background(), "rollback", "ROLLBACK", nil, time.Time{}, err)
 	}
@@ -180,6 +188,7 @@ func (t *connTx) Rollback() error {
 type pingerImpl struct{ c *conn }
 
 func (p pingerImpl) Ping(ctx context.Context) error {
+	disarmAcquire(ctx)
 	if err := p.c.base.(driver.Pinger).Ping(ctx); err != nil {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err
@@ -192,6 +201,7 @@ func (p pingerImpl) Ping(ctx context.Context) error {
 type resetterImpl struct{ c *conn }
 
 func (r resetterImpl) ResetSession(ctx context.Context) error {
+	disarmAcquire(ctx)
 	return r.c.base.(driver.SessionResetter).ResetSession(ctx)
 }
 

@@ -223,7 +223,9 @@ func newFakeBase(l *callLog, p, r, v bool) driver.Conn {
 
 type fakeDriver struct{}
 
-func (fakeDriver) Open(string) (driver.Conn, error) { return nil, errors.New("fakeDriver: use a connector") }
+func (fakeDriver) Open(string) (driver.Conn, error) {
+	return nil, errors.New("fakeDriver: use a connector")
+}
 
 // fakeConnector hands out connections made by newConn.
 type fakeConnector struct {
@@ -412,7 +414,8 @@ func TestConnClientSidePrepare(t *testing.T) {
 		}
 		rows.Close()
 		// The legacy, context-less methods too.
-		if _, err := st.Exec([]driver.Value{"x", int64(2)}); err != nil { //nolint:staticcheck // exercising the fallback
+		//lint:ignore SA1019 exercising the legacy method
+		if _, err := st.Exec([]driver.Value{"x", int64(2)}); err != nil {
 			t.Errorf("Exec: %v", err)
 		}
 		if err := st.Close(); err != nil {

@@ -60,6 +60,7 @@ type connector struct {
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	disarmAcquire(ctx) // a new connection is being made for this call
 	dc, err := c.base.Connect(ctx)
 	if err != nil {
 		return nil, ClassifyContext(ctx, err)

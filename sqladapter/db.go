@@ -3,6 +3,7 @@ package sqladapter
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -37,10 +38,11 @@ type DB struct {
 }
 
 type dbOptions struct {
-	isolation   sql.IsolationLevel
-	settings    []Setting
-	maxAttempts int
-	metrics     *Metrics
+	isolation      sql.IsolationLevel
+	settings       []Setting
+	maxAttempts    int
+	metrics        *Metrics
+	acquireTimeout time.Duration
 }
 
 // Option configures [Wrap].
@@ -70,6 +72,17 @@ func WithMaxAttempts(n int) Option {
 // retries only).
 func WithMetrics(m *Metrics) Option {
 	return func(o *dbOptions) { o.metrics = m }
+}
+
+// WithAcquireTimeout bounds how long a call waits for a free connection
+// when the pool is at its limit, separately from the call's own context:
+// the call then fails with an error matching [ErrTimeout] and
+// context.DeadlineExceeded. It needs connections made by [NewConnector]
+// (driverconf.Open sets it from Config.AcquireTimeout); with other
+// connections it would also cut calls short, so do not use it there.
+// Defaults to 0: wait as long as the call's context allows.
+func WithAcquireTimeout(d time.Duration) Option {
+	return func(o *dbOptions) { o.acquireTimeout = d }
 }
 
 // Wrap returns a *DB over an existing *sql.DB — one opened by driverconf,

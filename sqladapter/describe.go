@@ -11,6 +11,10 @@ import (
 // (lib/pq can only describe what PREPARE accepts).
 var errNotDescribable = errors.New("sqladapter: statement cannot be described")
 
+// errMultipleStatements: lib/pq cannot describe (or prepare) several
+// statements at once.
+var errMultipleStatements = errors.New("sqladapter: cannot prepare more than one SQL statement at once (or the SQL has an unterminated quote or comment)")
+
 const describeCacheSize = 1024
 
 // describeCache remembers parameter types per SQL text.
@@ -98,6 +102,105 @@ var utilityCommands = map[string]bool{
 	"REASSIGN": true, "REFRESH": true, "REINDEX": true, "RELEASE": true, "RESET": true, "REVOKE": true,
 	"ROLLBACK": true, "SAVEPOINT": true, "SECURITY": true, "SET": true, "SHOW": true, "START": true,
 	"TRUNCATE": true, "UNLISTEN": true, "VACUUM": true,
+}
+
+// singleStatement reports whether query is one SQL statement (an optional
+// trailing semicolon, whitespace and comments allowed after it). It knows
+// PostgreSQL's quoting: '…' (with ” and, for E'…', backslash escapes),
+// "…", $tag$…$tag$, -- comments and nested /* */ comments. Anything it
+// cannot follow to the end counts as not single.
+func singleStatement(query string) bool {
+	q := query
+	sawEnd := false // a top-level ';' has been seen
+	for i := 0; i < len(q); {
+		c := q[i]
+		switch {
+		case c == '-' && i+1 < len(q) && q[i+1] == '-':
+			j := strings.IndexByte(q[i:], '\n')
+			if j < 0 {
+				return true // a trailing comment: describe adds a newline after it
+			}
+			i += j + 1
+			continue
+		case c == '/' && i+1 < len(q) && q[i+1] == '*':
+			depth, j := 1, i+2
+			for j < len(q) && depth > 0 {
+				switch {
+				case strings.HasPrefix(q[j:], "/*"):
+					depth, j = depth+1, j+2
+				case strings.HasPrefix(q[j:], "*/"):
+					depth, j = depth-1, j+2
+				default:
+					j++
+				}
+			}
+			if depth > 0 {
+				return false
+			}
+			i = j
+			continue
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+			i++
+			continue
+		}
+		if sawEnd {
+			return false // something after the first statement
+		}
+		switch {
+		case c == ';':
+			sawEnd = true
+			i++
+		case c == '\'':
+			escapes := i > 0 && (q[i-1] == 'E' || q[i-1] == 'e') && (i < 2 || !isIdentByte(q[i-2]))
+			j := i + 1
+			for ; j < len(q); j++ {
+				if escapes && q[j] == '\\' {
+					j++
+					continue
+				}
+				if q[j] == '\'' {
+					if j+1 < len(q) && q[j+1] == '\'' {
+						j++
+						continue
+					}
+					break
+				}
+			}
+			if j >= len(q) {
+				return false
+			}
+			i = j + 1
+		case c == '"':
+			j := strings.IndexByte(q[i+1:], '"')
+			if j < 0 {
+				return false
+			}
+			i += j + 2
+		case c == '$' && (i == 0 || !isIdentByte(q[i-1])):
+			// $tag$ opens a dollar quote; $1 is a parameter.
+			j := i + 1
+			for j < len(q) && isIdentByte(q[j]) && !(j == i+1 && q[j] >= '0' && q[j] <= '9') {
+				j++
+			}
+			if j < len(q) && q[j] == '$' && !(j > i+1 && q[i+1] >= '0' && q[i+1] <= '9') {
+				tag := q[i : j+1]
+				end := strings.Index(q[j+1:], tag)
+				if end < 0 {
+					return false
+				}
+				i = j + 1 + end + len(tag)
+			} else {
+				i = j
+			}
+		default:
+			i++
+		}
+	}
+	return true
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
 // skipComments drops leading whitespace and SQL comments.

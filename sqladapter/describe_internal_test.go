@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"fmt"
-	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -108,8 +106,10 @@ type describeConn struct {
 func (c *describeConn) Prepare(string) (driver.Stmt, error) {
 	return nil, errors.New("describeConn: unexpected Prepare")
 }
-func (c *describeConn) Close() error              { return nil }
-func (c *describeConn) Begin() (driver.Tx, error) { return nil, errors.New("describeConn: unexpected Begin") }
+func (c *describeConn) Close() error { return nil }
+func (c *describeConn) Begin() (driver.Tx, error) {
+	return nil, errors.New("describeConn: unexpected Begin")
+}
 
 func (c *describeConn) QueryContext(_ context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	c.mu.Lock()
@@ -311,8 +311,7 @@ func TestDescribeAtPrepare(t *testing.T) {
 	if !errors.As(err, &e) || e.SQLState != "42P01" {
 		t.Errorf("Prepare of invalid SQL: err = %v, want a classified 42P01", err)
 	}
-	if fmt.Sprint(err) == "" || !strings.Contains(err.Error(), "nope") {
+	if err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("error %q does not carry the server's message", err)
 	}
-	_ = io.EOF
 }

@@ -268,7 +268,8 @@ func Classify(err error) error {
 // connection broken off by the driver — is reported as ctx's error: Kind is
 // [KindTimeout] and errors.Is(err, context.DeadlineExceeded) holds after a
 // deadline, Kind is [KindCanceled] and errors.Is(err, context.Canceled)
-// holds after a cancel, on both drivers.
+// holds after a cancel, on both drivers. Such an error is returned as a new
+// *Error around the driver's error, without any wrapping err had.
 func ClassifyContext(ctx context.Context, err error) error {
 	err = Classify(err)
 	if err == nil || ctx == nil || ctx.Err() == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
 )
@@ -76,7 +77,7 @@ var errsServerErrors = []errsServerError{
 	}},
 	{"pq", func(code, msg, severity string) error {
 		return &pq.Error{
-			Severity: severity, Code: pq.ErrorCode(code), Message: msg,
+			Severity: severity, Code: pqerror.Code(code), Message: msg,
 			Detail: "the detail", Hint: "the hint", Schema: "app", Table: "profiles",
 			Column: "email", Constraint: "profiles_email_key",
 		}
@@ -375,7 +376,7 @@ func TestClassifyContextLibPQCancel(t *testing.T) {
 	}
 }
 
-func TestErrorMessage(t *testing.T) {
+func TestClassifyErrorMessage(t *testing.T) {
 	t.Parallel()
 	pgErr := &pgconn.PgError{
 		Severity: "ERROR", Code: "23505",
@@ -394,7 +395,7 @@ func TestErrorMessage(t *testing.T) {
 	}
 }
 
-func TestPoolerIncompatibleMessageNamesTheFix(t *testing.T) {
+func TestClassifyPoolerIncompatibleMessage(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		code, msg, severity string
@@ -424,7 +425,7 @@ func TestPoolerIncompatibleMessageNamesTheFix(t *testing.T) {
 	}
 }
 
-func TestKindString(t *testing.T) {
+func TestClassifyKindString(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{sqladapter.KindUnknown.String(): true}
 	for _, s := range errsSentinels {
@@ -449,7 +450,7 @@ func FuzzClassify(f *testing.F) {
 	f.Add("42704", `unrecognized configuration parameter "`, "FATAL", false)
 	f.Add("", "", "", true)
 	f.Fuzz(func(t *testing.T, code, msg, severity string, pgx bool) {
-		var orig error = &pq.Error{Severity: severity, Code: pq.ErrorCode(code), Message: msg}
+		var orig error = &pq.Error{Severity: severity, Code: pqerror.Code(code), Message: msg}
 		if pgx {
 			orig = &pgconn.PgError{Severity: severity, Code: code, Message: msg}
 		}

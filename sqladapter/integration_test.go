@@ -5,10 +5,14 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/scrapersky/poolsafe/driverconf"
 	"github.com/scrapersky/poolsafe/internal/testdb"
@@ -196,7 +200,7 @@ func TestPrepareUnderLoad(t *testing.T) {
 // TestPrepareChecksSQL: invalid SQL fails at Prepare time on every target,
 // as it does without a pooler; valid SQL reports its parameter count.
 func TestPrepareChecksSQL(t *testing.T) {
-	s := schema(t, "CREATE TABLE {s}.items (id int8 PRIMARY KEY, name text)")
+	s := schema(t, "CREATE TABLE {s}.items (id int8 PRIMARY KEY, name text)", "INSERT INTO {s}.items VALUES (1, 'one')")
 	for _, tg := range targets(t) {
 		t.Run(tg.name, func(t *testing.T) {
 			t.Parallel()
@@ -207,12 +211,17 @@ func TestPrepareChecksSQL(t *testing.T) {
 				"SELECT nosuchcolumn FROM " + s + ".items WHERE id = $1",
 				"INSERT INTO " + s + ".nosuchtable (id) VALUES ($1)",
 				"UPDATE " + s + ".items SET name = $1 WHERE nosuch = $2 -- trailing comment",
+				"SELECT 1; DELETE FROM " + s + ".items",
 			} {
 				st, err := db.PrepareContext(ctx, bad)
 				if err == nil {
 					st.Close()
 					t.Errorf("Prepare(%q) succeeded, want an error at Prepare time", bad)
 				}
+			}
+			var n int
+			if err := db.GetContext(ctx, &n, "SELECT count(*) FROM "+s+".items"); err != nil || n != 1 {
+				t.Errorf("items has %d rows (err %v): a Prepare ran a statement", n, err)
 			}
 			st, err := db.PrepareContext(ctx, "SELECT name FROM "+s+".items WHERE id = $1 -- trailing comment")
 			if err != nil {
@@ -303,6 +312,100 @@ func TestInTxRetriesSerializationFailures(t *testing.T) {
 				t.Errorf("counter = %d, want %d", n, workers*each)
 			}
 			t.Logf("%d transactions, %d retries", workers*each, db.Stats().TxRetries)
+		})
+	}
+}
+
+// TestAcquireTimeout: with every connection busy, a call fails after the
+// acquire timeout; a call that gets a connection is not cut short by it;
+// cancelling the caller's context still stops the call.
+func TestAcquireTimeout(t *testing.T) {
+	for _, tg := range targets(t) {
+		if !strings.HasSuffix(tg.name, "/transaction") {
+			continue
+		}
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := tg.cfg
+			cfg.MaxOpenConns, cfg.MaxIdleConns, cfg.AcquireTimeout = 1, 1, 200*time.Millisecond
+			db := open(t, cfg)
+			ctx := loadCtx(t)
+
+			tx, err := db.BeginTxx(ctx, nil) // holds the only connection
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			var one int
+			err = db.GetContext(ctx, &one, "SELECT 1")
+			waited := time.Since(start)
+			if !errors.Is(err, sqladapter.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("with the pool exhausted: err = %v, want ErrTimeout and context.DeadlineExceeded", err)
+			}
+			if waited < 150*time.Millisecond || waited > 5*time.Second {
+				t.Errorf("failed after %s, want about 200ms", waited)
+			}
+			if err := tx.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+
+			// A free connection: a query longer than the acquire timeout runs to the end.
+			if err := db.GetContext(ctx, &one, "SELECT 1 FROM pg_sleep(0.5)"); err != nil {
+				t.Fatalf("long query on a free connection: %v", err)
+			}
+			err = db.InTx(ctx, func(tx *sqladapter.Tx) error {
+				return tx.GetContext(ctx, &one, "SELECT 1 FROM pg_sleep(0.5)")
+			})
+			if err != nil {
+				t.Fatalf("long transaction on a free connection: %v", err)
+			}
+
+			// The caller's cancellation still reaches the query.
+			cctx, cancel := context.WithCancel(ctx)
+			time.AfterFunc(200*time.Millisecond, cancel)
+			err = db.GetContext(cctx, &one, "SELECT 1 FROM pg_sleep(5)")
+			if !errors.Is(err, sqladapter.ErrCanceled) {
+				t.Fatalf("canceled query: err = %v, want ErrCanceled", err)
+			}
+			if err := db.GetContext(ctx, &one, "SELECT 1"); err != nil {
+				t.Fatalf("after cancel: %v", err)
+			}
+		})
+	}
+}
+
+// TestUnwrapRawConn reaches the driver's own connection through
+// sql.Conn.Raw, for pgx CopyFrom.
+func TestUnwrapRawConn(t *testing.T) {
+	s := schema(t, "CREATE TABLE {s}.copied (id int8, name text)")
+	for _, tg := range targets(t) {
+		if !strings.HasPrefix(tg.name, "pgx/") {
+			continue
+		}
+		t.Run(tg.name, func(t *testing.T) {
+			db := open(t, tg.cfg)
+			ctx := loadCtx(t)
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			var n int64
+			err = conn.Raw(func(dc any) error {
+				sc, ok := sqladapter.Unwrap(dc).(*stdlib.Conn)
+				if !ok {
+					return fmt.Errorf("Unwrap gave %T, want *stdlib.Conn", sqladapter.Unwrap(dc))
+				}
+				n, err = sc.Conn().CopyFrom(ctx, pgx.Identifier{s, "copied"}, []string{"id", "name"},
+					pgx.CopyFromRows([][]any{{int64(1), "a"}, {int64(2), "b"}}))
+				return err
+			})
+			if err != nil || n != 2 {
+				t.Fatalf("CopyFrom: n=%d err=%v", n, err)
+			}
+			if _, err := db.ExecContext(ctx, "DELETE FROM "+s+".copied"); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }

@@ -23,6 +23,11 @@ func pqDescribe(ctx context.Context, dc driver.Conn, query string) ([]string, er
 	if !preparable(query) {
 		return nil, errNotDescribable
 	}
+	if !singleStatement(query) {
+		// Spliced into a simple Query message, a second statement would
+		// run. A server-side Prepare refuses it too.
+		return nil, errMultipleStatements
+	}
 	qc, ok := dc.(driver.QueryerContext)
 	if !ok {
 		return nil, errNotDescribable

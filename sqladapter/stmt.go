@@ -77,6 +77,7 @@ func (s *driverStmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	disarmAcquire(ctx)
 	args = s.c.bytesArgs(ctx, s.query, args)
 	start := time.Now()
 	var (
@@ -86,7 +87,8 @@ func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 	if se, ok := s.base.(driver.StmtExecContext); ok {
 		res, err = se.ExecContext(ctx, args)
 	} else if err = ctx.Err(); err == nil {
-		res, err = s.base.Exec(plainValues(args)) //nolint:staticcheck // fallback for old drivers
+		//lint:ignore SA1019 fallback for drivers without StmtExecContext
+		res, err = s.base.Exec(plainValues(args))
 	}
 	if err != nil {
 		return nil, s.c.fail(ctx, "exec", s.query, args, start, err)
@@ -96,6 +98,7 @@ func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 }
 
 func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	disarmAcquire(ctx)
 	args = s.c.bytesArgs(ctx, s.query, args)
 	start := time.Now()
 	var (
@@ -105,7 +108,8 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 	if sq, ok := s.base.(driver.StmtQueryContext); ok {
 		rows, err = sq.QueryContext(ctx, args)
 	} else if err = ctx.Err(); err == nil {
-		rows, err = s.base.Query(plainValues(args)) //nolint:staticcheck // fallback for old drivers
+		//lint:ignore SA1019 fallback for drivers without StmtQueryContext
+		rows, err = s.base.Query(plainValues(args))
 	}
 	if err != nil {
 		return nil, s.c.fail(ctx, "query", s.query, args, start, err)

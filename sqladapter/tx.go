@@ -115,7 +115,15 @@ func retryable(err error, committing bool) bool {
 	case KindSerialization, KindDeadlock:
 		return true // the server rolled the transaction back, even at COMMIT
 	case KindConnection:
-		return !committing
+		// Before COMMIT nothing can have been applied. A FATAL server error
+		// that is not about the connection (a wrong password) will not go
+		// away by trying again.
+		var e *Error
+		if committing || !errors.As(err, &e) {
+			return false
+		}
+		st := e.SQLState
+		return st == "" || strings.HasPrefix(st, "08") || st == "57P01" || st == "57P02" || st == "57P03"
 	}
 	return false
 }

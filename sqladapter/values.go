@@ -117,7 +117,7 @@ func (r *rows) initKinds() {
 			continue
 		}
 		switch tn.ColumnTypeDatabaseTypeName(i) {
-		case "BYTEA", "JSON", "JSONB", "":
+		case "BYTEA", "JSON", "JSONB":
 			r.kinds[i] = colBinary
 		case "TIME":
 			r.kinds[i] = colTimeOfDay
@@ -126,7 +126,10 @@ func (r *rows) initKinds() {
 }
 
 func (r *rows) Columns() []string { return r.base.Columns() }
-func (r *rows) Close() error      { return r.base.Close() }
+func (r *rows) Close() error {
+	defer releaseAcquire(r.ctx)
+	return r.base.Close()
+}
 
 func (r *rows) Next(dest []driver.Value) error {
 	if err := r.base.Next(dest); err != nil {
