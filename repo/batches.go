@@ -1,0 +1,4 @@
+package repo
+
+// Batches groups jobs submitted together.
+type Batches struct{ base }

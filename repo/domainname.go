@@ -1,0 +1,124 @@
+package repo
+
+import (
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+)
+
+// Domain name limits (RFC 1035).
+const (
+	maxDomainLen = 253
+	maxLabelLen  = 63
+)
+
+var domainProfile = idna.New(
+	idna.MapForLookup(),
+	idna.BidiRule(),
+	idna.StrictDomainName(true),
+	idna.Transitional(false),
+)
+
+// NormalizeDomain turns what a user typed — "HTTPS://www.Example.COM:443/path?q",
+// "bücher.de." — into the canonical name stored in domains.domain:
+//
+//   - surrounding spaces, the scheme, user info, port, path, query,
+//     fragment and a trailing dot are removed, and letters lower-cased;
+//   - leading "www." labels are removed while two labels remain
+//     ("www.example.com" and "example.com" are the same site to a scraper;
+//     "www.com" stays as it is);
+//   - internationalised names become their ASCII (punycode) form
+//     ("bücher.de" → "xn--bcher-kva.de") by IDNA 2008 lookup rules;
+//   - the result must have at least two labels, each 1–63 letters, digits
+//     or hyphens not starting or ending with a hyphen, 253 characters in
+//     all, and must not be an IP address.
+//
+// An error says why the name was rejected; it matches
+// sqladapter.ErrInvalidInput.
+func NormalizeDomain(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return "", invalid("domain", "is empty")
+	}
+	if !utf8.ValidString(s) {
+		return "", invalid("domain", "%q is not valid UTF-8", raw)
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	} else if strings.HasPrefix(s, "//") {
+		s = s[2:]
+	}
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		s = s[i+1:]
+	}
+	if strings.HasPrefix(s, "[") {
+		return "", invalid("domain", "%q is an IP address, not a domain name", raw)
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSuffix(s, ".")
+	if s == "" {
+		return "", invalid("domain", "%q has no host name", raw)
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return "", invalid("domain", "%q is an IP address, not a domain name", raw)
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" {
+			return "", invalid("domain", "%q has an empty label", raw)
+		}
+	}
+	ascii, err := domainProfile.ToASCII(s)
+	if err != nil {
+		return "", invalid("domain", "%q is not a valid domain name: %s", raw, idnaReason(err))
+	}
+	ascii = strings.ToLower(ascii)
+	labels := strings.Split(ascii, ".")
+	if len(labels) < 2 {
+		return "", invalid("domain", "%q needs at least two labels (like example.com)", raw)
+	}
+	for labels[0] == "www" && len(labels) > 2 {
+		labels = labels[1:]
+		ascii = strings.Join(labels, ".")
+	}
+	for _, l := range labels {
+		switch {
+		case l == "":
+			return "", invalid("domain", "%q has an empty label", raw)
+		case len(l) > maxLabelLen:
+			return "", invalid("domain", "%q has a label longer than %d characters", raw, maxLabelLen)
+		case strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-"):
+			return "", invalid("domain", "%q has a label that starts or ends with a hyphen", raw)
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", invalid("domain", "%q contains the character %q", raw, c)
+			}
+		}
+	}
+	if len(ascii) > maxDomainLen {
+		return "", invalid("domain", "%q is longer than %d characters", raw, maxDomainLen)
+	}
+	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
+		return "", invalid("domain", "%q has an all-numeric top-level label", raw)
+	}
+	if back, err := domainProfile.ToASCII(ascii); err != nil || back != ascii {
+		return "", invalid("domain", "%q is not a valid domain name: its ASCII form does not round-trip", raw)
+	}
+	return ascii, nil
+}
+
+// idnaReason shortens an idna error to its reason.
+func idnaReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}

@@ -1,0 +1,4 @@
+package repo
+
+// Domains stores the domains a tenant scrapes.
+type Domains struct{ base }

@@ -1,0 +1,4 @@
+package repo
+
+// Jobs is the job queue.
+type Jobs struct{ base }

@@ -1,0 +1,134 @@
+package repo
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/scrapersky/poolsafe/driverconf"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// ErrNeedDirectURL is returned by the migration functions when the
+// configuration points at a transaction pooler and has no DirectURL.
+var ErrNeedDirectURL = errors.New("repo: migrations need a session, but URL is a transaction pooler and DirectURL is not set; " +
+	"set DirectURL (DIRECT_URL) to a direct or session-mode URL (Prisma's directUrl; on Supabase, port 5432)")
+
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the folder
+	}
+	return sub
+}
+
+// Migrate applies every pending migration. Migrations need a session
+// (DDL, an advisory lock against concurrent runs, search_path), so they run
+// over cfg.DirectURL when cfg.URL is a transaction pooler, and over cfg.URL
+// otherwise. WithSchema migrates another schema, creating it if needed.
+func Migrate(ctx context.Context, cfg driverconf.Config, opts ...Option) error {
+	return withProvider(ctx, cfg, opts, func(p *goose.Provider) error {
+		_, err := p.Up(ctx)
+		return err
+	})
+}
+
+// MigrateDown rolls every migration back (the schema is emptied of this
+// package's tables; the schema itself stays).
+func MigrateDown(ctx context.Context, cfg driverconf.Config, opts ...Option) error {
+	return withProvider(ctx, cfg, opts, func(p *goose.Provider) error {
+		_, err := p.DownTo(ctx, 0)
+		return err
+	})
+}
+
+// MigrationVersion returns the schema's current migration version (0 when
+// none is applied).
+func MigrationVersion(ctx context.Context, cfg driverconf.Config, opts ...Option) (int64, error) {
+	var v int64
+	err := withProvider(ctx, cfg, opts, func(p *goose.Provider) error {
+		var err error
+		v, err = p.GetDBVersion(ctx)
+		return err
+	})
+	return v, err
+}
+
+func withProvider(ctx context.Context, cfg driverconf.Config, opts []Option, fn func(*goose.Provider) error) error {
+	o := options{schema: DefaultSchema}
+	for _, f := range opts {
+		f(&o)
+	}
+	mcfg, err := migrationConfig(cfg, o.schema)
+	if err != nil {
+		return err
+	}
+	db, err := driverconf.OpenDB(mcfg)
+	if err != nil {
+		return fmt.Errorf("repo: migrate: %w", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(o.schema)); err != nil {
+		return fmt.Errorf("repo: migrate: create schema %s: %w", o.schema, err)
+	}
+	// One lock per schema: runs on the same schema wait for each other,
+	// runs on different schemas do not.
+	h := fnv.New64a()
+	h.Write([]byte(o.schema))
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(lock.DefaultLockID^int64(h.Sum64()>>1)),
+		lock.WithLockTimeout(1, 300),
+	)
+	if err != nil {
+		return fmt.Errorf("repo: migrate: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, Migrations(),
+		goose.WithTableName(quoteIdent(o.schema)+".goose_db_version"),
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return fmt.Errorf("repo: migrate: %w", err)
+	}
+	if err := fn(p); err != nil {
+		return fmt.Errorf("repo: migrate schema %s: %w", o.schema, err)
+	}
+	return nil
+}
+
+// migrationConfig picks the session-capable URL and pins search_path to
+// the target schema for the migration connection.
+func migrationConfig(cfg driverconf.Config, schema string) (driverconf.Config, error) {
+	mode := cfg.WithDefaults().PoolMode
+	m := cfg
+	if mode == driverconf.Transaction {
+		if cfg.DirectURL == "" {
+			return driverconf.Config{}, ErrNeedDirectURL
+		}
+		parsed, err := driverconf.Parse(cfg.DirectURL)
+		if err != nil {
+			return driverconf.Config{}, fmt.Errorf("repo: DirectURL: %w", err)
+		}
+		m = parsed
+		m.Driver = cfg.Driver
+		if m.PoolMode == "" {
+			m.PoolMode = driverconf.Direct
+		}
+	}
+	m.DirectURL = ""
+	m.SearchPath = quoteIdent(schema)
+	m.MaxOpenConns, m.MaxIdleConns = 2, 1
+	m.StatementTimeout, m.LockTimeout, m.IdleInTransactionTimeout = 0, 0, 0
+	m.Logger = nil
+	return m, nil
+}
+

@@ -1,0 +1,4 @@
+package repo
+
+// Profiles stores user profiles.
+type Profiles struct{ base }
