@@ -131,4 +131,3 @@ func migrationConfig(cfg driverconf.Config, schema string) (driverconf.Config, e
 	m.Logger = nil
 	return m, nil
 }
-
