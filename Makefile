@@ -25,9 +25,14 @@ stack-down:
 stack-status:
 	bash $(STACK) status
 
-## test: unit tests + integration tests against the local stack, which it starts; a missing database fails
+CONFORMANCE_SUMMARY ?= $(CURDIR)/.conformance-summary.txt
+
+## test: unit tests + integration tests + the conformance matrix against the local stack, which it starts;
+## a missing database fails, and so does a conformance target that failed or did not run
 test: setup stack-up
-	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -timeout 14m ./...
+	rm -f $(CONFORMANCE_SUMMARY)
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m ./...
+	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
 
 ## unit: tests that need no database (database tests skip loudly)
 unit:

@@ -1,4 +1,369 @@
 package repo
 
-// Domains stores the domains a tenant scrapes.
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// MaxBulkDomains is the most names one [Domains.BulkUpsert] call takes.
+const MaxBulkDomains = 10000
+
+// DomainStatus is the state of a domain, as the schema's CHECK allows.
+type DomainStatus string
+
+// The domain statuses.
+const (
+	DomainStatusPending DomainStatus = "pending" // new, not scanned yet (the default)
+	DomainStatusActive  DomainStatus = "active"
+	DomainStatusBlocked DomainStatus = "blocked"
+	DomainStatusError   DomainStatus = "error"
+)
+
+// Valid reports whether s is one of the domain statuses.
+func (s DomainStatus) Valid() bool {
+	switch s {
+	case DomainStatusPending, DomainStatusActive, DomainStatusBlocked, DomainStatusError:
+		return true
+	}
+	return false
+}
+
+// Domains stores the domains a tenant scrapes, by normalised name (see
+// [NormalizeDomain]); a name is stored once per tenant.
 type Domains struct{ base }
+
+// Domain is a stored domain.
+type Domain struct {
+	ID       uuid.UUID `db:"id"`
+	TenantID uuid.UUID `db:"tenant_id"`
+	// Name is the normalised name, such as "xn--bcher-kva.de".
+	Name      string       `db:"domain"`
+	Status    DomainStatus `db:"status"`
+	ScanCount int          `db:"scan_count"`
+	// LastScannedAt is nil until the domain is first marked scanned.
+	LastScannedAt *time.Time `db:"last_scanned_at"`
+	CreatedAt     time.Time  `db:"created_at"`
+	UpdatedAt     time.Time  `db:"updated_at"`
+}
+
+// DomainFilter narrows [Domains.List].
+type DomainFilter struct {
+	// Status keeps only domains in this status; "" keeps all.
+	Status DomainStatus
+}
+
+// DomainPage is one page of [Domains.List].
+type DomainPage struct {
+	Items []Domain
+	// NextCursor continues the list after Items (as Page.Cursor). It is
+	// "" when the page is not full; a full page always has one, and the
+	// page after it may be empty.
+	NextCursor string
+}
+
+// UpsertedDomain is one distinct domain of a [Domains.BulkUpsert] call.
+type UpsertedDomain struct {
+	ID   uuid.UUID `db:"id"`
+	Name string    `db:"domain"` // normalised
+	// Inserted is true when the call created the domain, false when it
+	// existed already.
+	Inserted bool `db:"inserted"`
+}
+
+// BulkUpsertResult is what [Domains.BulkUpsert] stored.
+type BulkUpsertResult struct {
+	// Domains holds each distinct normalised name once, in the order of
+	// its first appearance in the input.
+	Domains []UpsertedDomain
+	// Index maps input positions to Domains: names[i] is
+	// Domains[Index[i]].
+	Index []int
+	// Inserted counts the entries of Domains the call created.
+	Inserted int
+}
+
+// IDs returns the id of each distinct domain, in the order of r.Domains.
+func (r BulkUpsertResult) IDs() []uuid.UUID {
+	ids := make([]uuid.UUID, len(r.Domains))
+	for i, d := range r.Domains {
+		ids[i] = d.ID
+	}
+	return ids
+}
+
+// ID returns the id of the domain names[i] of the call became.
+func (r BulkUpsertResult) ID(i int) uuid.UUID { return r.Domains[r.Index[i]].ID }
+
+const domainColumns = `id, tenant_id, domain, status, scan_count, last_scanned_at, created_at, updated_at`
+
+// An existing row is "updated" only so that RETURNING yields it: the
+// statement locks it (FOR NO KEY UPDATE strength, since updated_at is no
+// key column) and returns it even when another transaction committed it
+// after this statement began, which ON CONFLICT DO NOTHING would not.
+const sqlDomainUpsert = `INSERT INTO {schema}.domains (tenant_id, domain)
+VALUES ($1, $2)
+ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
+RETURNING ` + domainColumns
+
+// The names arrive distinct and are inserted in sorted order, so concurrent
+// calls with overlapping names lock rows in the same order and cannot
+// deadlock each other. xmax = 0 holds for a row this statement inserted,
+// not for one it updated on conflict.
+const sqlDomainBulkUpsert = `INSERT INTO {schema}.domains AS d (tenant_id, domain)
+SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name) ORDER BY n.name
+ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
+RETURNING d.id, d.domain, (d.xmax = 0) AS inserted`
+
+const sqlDomainGet = `SELECT ` + domainColumns + `
+FROM {schema}.domains
+WHERE tenant_id = $1 AND id = $2`
+
+const sqlDomainGetByName = `SELECT ` + domainColumns + `
+FROM {schema}.domains
+WHERE tenant_id = $1 AND domain = $2`
+
+const sqlDomainList = `SELECT ` + domainColumns + `
+FROM {schema}.domains
+WHERE tenant_id = $1 AND (created_at, id) > ($2::timestamptz, $3::uuid)
+ORDER BY created_at, id
+LIMIT $4 OFFSET $5`
+
+const sqlDomainListByStatus = `SELECT ` + domainColumns + `
+FROM {schema}.domains
+WHERE tenant_id = $1 AND status = $2 AND (created_at, id) > ($3::timestamptz, $4::uuid)
+ORDER BY created_at, id
+LIMIT $5 OFFSET $6`
+
+const sqlDomainSetStatus = `UPDATE {schema}.domains SET status = $3
+WHERE tenant_id = $1 AND id = $2
+RETURNING ` + domainColumns
+
+const sqlDomainMarkScanned = `UPDATE {schema}.domains SET
+	last_scanned_at = GREATEST(last_scanned_at, $3::timestamptz),
+	scan_count = scan_count + 1
+WHERE tenant_id = $1 AND id = $2
+RETURNING ` + domainColumns
+
+// Upsert stores the domain name normalised (see [NormalizeDomain]) unless
+// the tenant has it already, and returns the stored row either way. An
+// existing row keeps its status and counters; its updated_at is bumped.
+// An invalid name fails with a *[ValidationError] for field "name".
+func (r *Domains) Upsert(ctx context.Context, tenant uuid.UUID, name string) (Domain, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Domain{}, err
+	}
+	norm, err := normalizeField("name", name)
+	if err != nil {
+		return Domain{}, err
+	}
+	var d Domain
+	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainUpsert), tenant, norm); err != nil {
+		return Domain{}, wrap("upsert domain", err)
+	}
+	return d, nil
+}
+
+// BulkUpsert upserts up to [MaxBulkDomains] names in one statement, as
+// [Domains.Upsert] does one: it works the same on a *sqladapter.DB and on
+// a transaction (repo.New(tx)), where it makes part of a larger write.
+// Names are normalised first; forms of one name ("Example.com",
+// "https://www.example.com/") collapse into one domain. Any invalid name
+// rejects the whole call before anything is written, with a
+// *[ValidationError] for field "names[i]" saying why. No names is no
+// statement and an empty result.
+//
+// Concurrent calls with overlapping names are safe: each name ends up as
+// one row and every call gets its id. Existing rows keep their status and
+// counters; their updated_at is bumped, and they stay locked until the
+// surrounding transaction ends.
+func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []string) (BulkUpsertResult, error) {
+	if err := requireTenant(tenant); err != nil {
+		return BulkUpsertResult{}, err
+	}
+	if len(names) > MaxBulkDomains {
+		return BulkUpsertResult{}, invalid("names", "has %d names, more than the %d one call takes", len(names), MaxBulkDomains)
+	}
+	res := BulkUpsertResult{Domains: []UpsertedDomain{}, Index: make([]int, len(names))}
+	pos := make(map[string]int, len(names)) // normalised name → index in res.Domains
+	for i, raw := range names {
+		norm, err := normalizeField(fmt.Sprintf("names[%d]", i), raw)
+		if err != nil {
+			return BulkUpsertResult{}, err
+		}
+		j, ok := pos[norm]
+		if !ok {
+			j = len(res.Domains)
+			pos[norm] = j
+			res.Domains = append(res.Domains, UpsertedDomain{Name: norm})
+		}
+		res.Index[i] = j
+	}
+	if len(res.Domains) == 0 {
+		return res, nil
+	}
+	distinct := make([]string, len(res.Domains))
+	for i, d := range res.Domains {
+		distinct[i] = d.Name
+	}
+	slices.Sort(distinct)
+	var rows []UpsertedDomain
+	if err := r.q.SelectContext(ctx, &rows, r.sql(sqlDomainBulkUpsert), tenant, textArray(distinct)); err != nil {
+		return BulkUpsertResult{}, wrap("bulk upsert domains", err)
+	}
+	seen := 0
+	for _, row := range rows {
+		j, ok := pos[row.Name]
+		if !ok || res.Domains[j].ID != uuid.Nil {
+			return BulkUpsertResult{}, fmt.Errorf("bulk upsert domains: unexpected row for %q", row.Name)
+		}
+		res.Domains[j] = row
+		seen++
+		if row.Inserted {
+			res.Inserted++
+		}
+	}
+	if seen != len(res.Domains) {
+		return BulkUpsertResult{}, fmt.Errorf("bulk upsert domains: %d rows returned for %d names", seen, len(res.Domains))
+	}
+	return res, nil
+}
+
+// Get returns a domain of the tenant by id, or an error matching
+// sqladapter.ErrNotFound.
+func (r *Domains) Get(ctx context.Context, tenant, id uuid.UUID) (Domain, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Domain{}, err
+	}
+	var d Domain
+	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainGet), tenant, id); err != nil {
+		return Domain{}, wrap("get domain", err)
+	}
+	return d, nil
+}
+
+// GetByName returns a domain of the tenant by name, in any form
+// [NormalizeDomain] accepts, or an error matching sqladapter.ErrNotFound.
+// An invalid name fails with a *[ValidationError] for field "name".
+func (r *Domains) GetByName(ctx context.Context, tenant uuid.UUID, name string) (Domain, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Domain{}, err
+	}
+	norm, err := normalizeField("name", name)
+	if err != nil {
+		return Domain{}, err
+	}
+	var d Domain
+	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainGetByName), tenant, norm); err != nil {
+		return Domain{}, wrap("get domain by name", err)
+	}
+	return d, nil
+}
+
+// List returns one page of the tenant's domains that pass the filter,
+// oldest first (ordered by creation time, then id).
+func (r *Domains) List(ctx context.Context, tenant uuid.UUID, filter DomainFilter, page Page) (DomainPage, error) {
+	if err := requireTenant(tenant); err != nil {
+		return DomainPage{}, err
+	}
+	if filter.Status != "" && !filter.Status.Valid() {
+		return DomainPage{}, invalid("status", "%q is not a domain status (pending, active, blocked, error)", filter.Status)
+	}
+	limit, offset, after, err := page.args()
+	if err != nil {
+		return DomainPage{}, err
+	}
+	stmt, args := sqlDomainList, []any{tenant, after.createdAt, after.id, limit, offset}
+	if filter.Status != "" {
+		stmt, args = sqlDomainListByStatus, []any{tenant, string(filter.Status), after.createdAt, after.id, limit, offset}
+	}
+	items := []Domain{}
+	if err := r.q.SelectContext(ctx, &items, r.sql(stmt), args...); err != nil {
+		return DomainPage{}, wrap("list domains", err)
+	}
+	out := DomainPage{Items: items}
+	if n := len(items); n > 0 {
+		out.NextCursor = nextCursor(n, limit, cursor{createdAt: items[n-1].CreatedAt, id: items[n-1].ID})
+	}
+	return out, nil
+}
+
+// SetStatus sets a domain's status and returns the stored row. An unknown
+// status is invalid input; a missing domain matches sqladapter.ErrNotFound.
+func (r *Domains) SetStatus(ctx context.Context, tenant, id uuid.UUID, status DomainStatus) (Domain, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Domain{}, err
+	}
+	if !status.Valid() {
+		return Domain{}, invalid("status", "%q is not a domain status (pending, active, blocked, error)", status)
+	}
+	var d Domain
+	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainSetStatus), tenant, id, string(status)); err != nil {
+		return Domain{}, wrap("set domain status", err)
+	}
+	return d, nil
+}
+
+// MarkScanned records a scan of a domain finished at at: scan_count grows
+// by one and last_scanned_at becomes at, unless it is later already (scans
+// reported out of order keep the latest time). It returns the stored row;
+// a missing domain matches sqladapter.ErrNotFound, a zero at is invalid.
+func (r *Domains) MarkScanned(ctx context.Context, tenant, id uuid.UUID, at time.Time) (Domain, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Domain{}, err
+	}
+	if at.IsZero() {
+		return Domain{}, invalid("at", "is the zero time")
+	}
+	var d Domain
+	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainMarkScanned), tenant, id, at); err != nil {
+		return Domain{}, wrap("mark domain scanned", err)
+	}
+	return d, nil
+}
+
+// normalizeField is NormalizeDomain with its error reported for field.
+func normalizeField(field, raw string) (string, error) {
+	norm, err := NormalizeDomain(raw)
+	if err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			return "", &ValidationError{Field: field, Problem: ve.Problem}
+		}
+		return "", err
+	}
+	return norm, nil
+}
+
+// textArray writes ss as a PostgreSQL text[] literal, for a $n::text[]
+// parameter. A string travels the same way through both drivers and
+// sqlmock, which rejects []string arguments.
+func textArray(ss []string) string {
+	var b strings.Builder
+	n := 2
+	for _, s := range ss {
+		n += len(s) + 3
+	}
+	b.Grow(n)
+	b.WriteByte('{')
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(s); j++ {
+			if c := s[j]; c == '"' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(s[j])
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}

@@ -21,7 +21,11 @@ var (
 type ValidationError struct {
 	Field   string // the input field, e.g. "email" or "domains[3]"
 	Problem string
+	Err     error // a more specific cause, such as ErrInvalidCursor; may be nil
 }
+
+// Unwrap returns the specific cause, if any.
+func (e *ValidationError) Unwrap() error { return e.Err }
 
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("repo: invalid %s: %s", e.Field, e.Problem)

@@ -78,7 +78,7 @@ func (p Page) args() (limit, offset int, after cursor, err error) {
 	if p.Cursor != "" {
 		after, err = decodeCursor(p.Cursor)
 		if err != nil {
-			return 0, 0, cursor{}, &ValidationError{Field: "cursor", Problem: err.Error()}
+			return 0, 0, cursor{}, &ValidationError{Field: "cursor", Problem: err.Error(), Err: err}
 		}
 	} else {
 		after = cursor{createdAt: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)}

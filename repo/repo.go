@@ -93,10 +93,6 @@ func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
-// Render returns a statement constant as it is sent for schema — what a
-// sqlmock test of code built on these repositories expects.
-func Render(schema, stmt string) string { return render(schema, stmt) }
-
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil

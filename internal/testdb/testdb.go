@@ -109,7 +109,7 @@ func Load(ctx context.Context, goroutines, perG int, q Query) Result {
 					return
 				}
 				queries.Add(1)
-				got, want, err := q(ctx, g, i)
+				got, want, err := call(ctx, q, g, i)
 				switch {
 				case err != nil:
 					errs.Add(1)
@@ -123,6 +123,18 @@ func Load(ctx context.Context, goroutines, perG int, q Query) Result {
 	}
 	wg.Wait()
 	return Result{Queries: queries.Load(), Errors: errs.Load(), Wrong: wrong.Load(), Samples: samples}
+}
+
+// call runs q, turning a panic into an error: through a transaction
+// pooler a raw driver can receive another client's rows in a format it
+// did not ask for, and lib/pq then panics while decoding them.
+func call(ctx context.Context, q Query, g, i int) (got, want int64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("driver panicked: %v", p)
+		}
+	}()
+	return q(ctx, g, i)
 }
 
 // CheckedSQL returns goroutine g's own SQL text and the answer it gives for

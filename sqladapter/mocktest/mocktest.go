@@ -3,7 +3,8 @@
 // without a database.
 //
 //	db, mock := mocktest.New(t)
-//	mock.ExpectQuery(repo.Render(repo.DefaultSchema, stmt)).WithArgs(…).WillReturnRows(…)
+//	mock.ExpectExec("UPDATE public.jobs SET state = 'cancelled' WHERE id = $1").
+//		WithArgs(id).WillReturnResult(sqlmock.NewResult(0, 1))
 //	… call the code under test with db …
 //
 // SQL is matched exactly (sqlmock.QueryMatcherEqual), and unmet

@@ -1,0 +1,155 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/scrapersky/poolsafe/internal/wiretap"
+)
+
+// Report is what one Run saw.
+type Report struct {
+	Target                  string
+	Passed, Failed, Skipped int
+	// Wire counts every frontend message the target's handles sent during
+	// the run (zero when the URL could not be tapped).
+	Wire wiretap.Counts
+	// Values maps each value case to the Go value scanned on this target,
+	// for comparison across targets (see CompareValues).
+	Values map[string]any
+}
+
+// Summary is the one-line result: "conformance pgx/transaction: 40 passed,
+// 0 failed, 2 skipped; wire: 0 named Parse, 5321 round trips".
+func (r *Report) Summary() string {
+	return fmt.Sprintf("conformance %s: %d passed, %d failed, %d skipped; wire: %d named Parse, %d round trips",
+		r.Target, r.Passed, r.Failed, r.Skipped, r.Wire.NamedParse, r.Wire.RoundTrips())
+}
+
+// topic is one file's worth of tests.
+type topic struct {
+	name string
+	fn   func(t *testing.T, r *run)
+}
+
+var topics = []topic{
+	{"adapter", adapterTests},
+	{"values", valueTests},
+	{"hostility", hostilityTests},
+	{"wire", wireTests},
+}
+
+// Run runs the whole suite against target as subtests named
+// "<target>/<topic>/<test>", and returns its report once they are done.
+func Run(t *testing.T, target Target) *Report {
+	t.Helper()
+	r := &run{target: target, values: map[string]any{}}
+	rep := &Report{Target: target.name()}
+	t.Run(target.name(), func(t *testing.T) {
+		if err := check(target); err != nil {
+			t.Fatal(err)
+		}
+		tap, err := startTap(target.Config.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.tap = tap
+		t.Cleanup(func() {
+			if r.tap != nil {
+				rep.Wire = r.tap.Counts()
+				r.tap.Close()
+			}
+			r.mu.Lock()
+			rep.Passed, rep.Failed, rep.Skipped = r.passed, r.failed, r.skipped
+			rep.Values = r.values
+			r.mu.Unlock()
+			if r.target.swapsConnections() && rep.Wire.NamedParse > 0 {
+				rep.Failed++
+				t.Errorf("wire: %d named Parse messages during the run (e.g. %q), want 0 through a transaction pooler",
+					rep.Wire.NamedParse, rep.Wire.NamedStatements)
+			}
+			t.Log(rep.Summary())
+		})
+		for _, tp := range topics {
+			t.Run(tp.name, func(t *testing.T) {
+				t.Parallel()
+				tp.fn(t, r)
+			})
+		}
+	})
+	return rep
+}
+
+func check(tg Target) error {
+	if tg.Config.DirectURL == "" {
+		return errors.New("conformance: Target.Config.DirectURL is required: the suite creates a schema per test there")
+	}
+	return tg.Config.Validate()
+}
+
+// test runs fn as a parallel subtest and counts its outcome.
+func (r *run) test(t *testing.T, name string, fn func(t *testing.T)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		t.Cleanup(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			switch {
+			case t.Failed():
+				r.failed++
+			case t.Skipped():
+				r.skipped++
+			default:
+				r.passed++
+			}
+		})
+		fn(t)
+	})
+}
+
+// CompareValues fails t for every value case whose scanned Go value
+// differs between the reports' targets.
+func CompareValues(t *testing.T, reports ...*Report) {
+	t.Helper()
+	cases := map[string]bool{}
+	for _, rep := range reports {
+		for k := range rep.Values {
+			cases[k] = true
+		}
+	}
+	names := make([]string, 0, len(cases))
+	for k := range cases {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var first *Report
+		for _, rep := range reports {
+			v, ok := rep.Values[name]
+			if !ok {
+				continue
+			}
+			if first == nil {
+				first = rep
+				continue
+			}
+			if !equalValues(v, first.Values[name]) {
+				t.Errorf("value %s: %s scans %#v, %s scans %#v", name, rep.Target, v, first.Target, first.Values[name])
+			}
+		}
+	}
+}
+
+// Summaries joins the reports' summary lines.
+func Summaries(reports []*Report) string {
+	var b strings.Builder
+	for _, r := range reports {
+		b.WriteString(r.Summary())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

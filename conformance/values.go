@@ -1,0 +1,154 @@
+package conformance
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// valueCase stores arg in a column of type col and scans it back.
+type valueCase struct {
+	name  string
+	col   string
+	arg   any
+	want  any        // the value scanned into `any`, on every target
+	typed func() any // a typed destination (a pointer)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var plus2 = time.FixedZone("plus2", 2*3600)
+
+// valueCases: the column types people use × the Go argument types they
+// pass, including every row of the table in sqladapter's documentation.
+var valueCases = []valueCase{
+	{"int2", "int2", int64(7), int64(7), func() any { return new(int16) }},
+	{"int4", "int4", 42, int64(42), func() any { return new(int32) }},
+	{"int4-from-int32", "int4", int32(-5), int64(-5), func() any { return new(int) }},
+	{"int8", "int8", int64(1) << 40, int64(1) << 40, func() any { return new(int64) }},
+	{"numeric-string", "numeric", "1.50", "1.50", func() any { return new(string) }},
+	{"numeric-float", "numeric(10,3)", 2.5, "2.500", func() any { return new(float64) }},
+	{"numeric-int", "numeric", 12345678901, "12345678901", func() any { return new(int64) }},
+	{"float4", "float4", 1.5, 1.5, func() any { return new(float32) }},
+	{"float8", "float8", 2.25, 2.25, func() any { return new(float64) }},
+	{"bool", "bool", true, true, func() any { return new(bool) }},
+	{"text", "text", "héllo, wörld", "héllo, wörld", func() any { return new(string) }},
+	{"text-from-bytes", "text", []byte("bytes as text"), "bytes as text", func() any { return new(string) }},
+	{"varchar", "varchar(20)", "vc", "vc", func() any { return new(string) }},
+	{"bytea", "bytea", []byte{0, 1, 2, '\\', 255}, []byte{0, 1, 2, '\\', 255}, func() any { return new([]byte) }},
+	{"uuid", "uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", func() any { return new(string) }},
+	{"json-raw", "json", json.RawMessage(`{"a":1}`), []byte(`{"a":1}`), func() any { return new(json.RawMessage) }},
+	{"json-bytes", "json", []byte(`{"a":1}`), []byte(`{"a":1}`), func() any { return new(json.RawMessage) }},
+	{"jsonb-raw", "jsonb", json.RawMessage(`{"a":1}`), []byte(`{"a": 1}`), func() any { return new(json.RawMessage) }},
+	{"jsonb-bytes", "jsonb", []byte(`{"a":1}`), []byte(`{"a": 1}`), func() any { return new(json.RawMessage) }},
+	{"jsonb-string", "jsonb", `{"a":1}`, []byte(`{"a": 1}`), func() any { return new(string) }},
+	{"timestamptz", "timestamptz", time.Date(2024, 1, 2, 3, 4, 5, 123456000, plus2), time.Date(2024, 1, 2, 1, 4, 5, 123456000, time.UTC), func() any { return new(time.Time) }},
+	{"timestamp", "timestamp", time.Date(2024, 1, 2, 3, 4, 5, 123456000, plus2), time.Date(2024, 1, 2, 1, 4, 5, 123456000, time.UTC), func() any { return new(time.Time) }},
+	{"timestamp-string", "timestamp", "2024-01-02 03:04:05", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), func() any { return new(time.Time) }},
+	{"date", "date", time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), func() any { return new(time.Time) }},
+	{"date-string", "date", "2024-02-29", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), func() any { return new(time.Time) }},
+	{"time", "time", "03:04:05.25", "03:04:05.25", func() any { return new(string) }},
+	{"time-from-time", "time", time.Date(2024, 1, 2, 3, 4, 5, 0, plus2), "01:04:05", func() any { return new(string) }},
+	{"interval-duration", "interval", 90 * time.Minute, "01:30:00", func() any { return new(string) }},
+	{"interval-string", "interval", "1 day 02:00:00", "1 day 02:00:00", func() any { return new(string) }},
+	{"text-array", "text[]", []string{"a", "b c"}, `{a,"b c"}`, func() any { return new(string) }},
+	{"int8-array", "int8[]", []int64{1, 2}, "{1,2}", func() any { return new(string) }},
+	{"inet", "inet", "10.0.0.1", "10.0.0.1", func() any { return new(string) }},
+	{"inet-cidr", "inet", "10.0.0.0/8", "10.0.0.0/8", func() any { return new(string) }},
+	{"pointer", "text", ptr("p"), "p", func() any { return new(*string) }},
+	{"valid-null-string", "text", sql.NullString{String: "x", Valid: true}, "x", func() any { return new(sql.NullString) }},
+	{"valid-null-int", "int8", sql.NullInt64{Int64: 9, Valid: true}, int64(9), func() any { return new(sql.NullInt64) }},
+}
+
+// nullCases: a NULL of every column type, sent as a nil pointer or an
+// invalid sql.Null*, scanned into both.
+func nullCases() []valueCase {
+	type n struct {
+		col   string
+		arg   any
+		typed func() any
+	}
+	var out []valueCase
+	for _, c := range []n{
+		{"int2", sql.NullInt16{}, func() any { return new(sql.NullInt16) }},
+		{"int4", (*int32)(nil), func() any { return new(sql.NullInt32) }},
+		{"int8", sql.NullInt64{}, func() any { return new(*int64) }},
+		{"numeric", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"float4", (*float32)(nil), func() any { return new(sql.NullFloat64) }},
+		{"float8", sql.NullFloat64{}, func() any { return new(*float64) }},
+		{"bool", sql.NullBool{}, func() any { return new(sql.NullBool) }},
+		{"text", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"varchar(20)", sql.NullString{}, func() any { return new(*string) }},
+		{"bytea", []byte(nil), func() any { return new([]byte) }},
+		{"uuid", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"json", json.RawMessage(nil), func() any { return new([]byte) }},
+		{"jsonb", (*json.RawMessage)(nil), func() any { return new(*string) }},
+		{"timestamptz", sql.NullTime{}, func() any { return new(sql.NullTime) }},
+		{"timestamp", (*time.Time)(nil), func() any { return new(*time.Time) }},
+		{"date", sql.NullTime{}, func() any { return new(sql.NullTime) }},
+		{"time", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"interval", (*time.Duration)(nil), func() any { return new(sql.NullString) }},
+		{"text[]", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"int8[]", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"inet", (*string)(nil), func() any { return new(sql.NullString) }},
+	} {
+		out = append(out, valueCase{name: "null-" + c.col, col: c.col, arg: c.arg, want: nil, typed: c.typed})
+	}
+	return out
+}
+
+func valueTests(t *testing.T, r *run) {
+	r.test(t, "Parity", func(t *testing.T) {
+		cases := append(append([]valueCase(nil), valueCases...), nullCases()...)
+		ddl := "CREATE TABLE {s}.vals (name text PRIMARY KEY"
+		for i, c := range cases {
+			ddl += fmt.Sprintf(", c%d %s", i, c.col)
+		}
+		e := r.newEnv(t, ddl+")")
+		for i, c := range cases {
+			col := fmt.Sprintf("c%d", i)
+			ins := fmt.Sprintf("INSERT INTO %s.vals (name, %s) VALUES ($1, $2)", e.schema, col)
+			if _, err := e.db.ExecContext(e.ctx, ins, c.name, c.arg); err != nil {
+				t.Errorf("%s: store %T in %s: %v", c.name, c.arg, c.col, err)
+				continue
+			}
+			q := fmt.Sprintf("SELECT %s FROM %s.vals WHERE name = $1", col, e.schema)
+			var got any
+			if err := e.db.QueryRowContext(e.ctx, q, c.name).Scan(&got); err != nil {
+				t.Errorf("%s: scan into any: %v", c.name, err)
+				continue
+			}
+			if !equalValues(got, c.want) {
+				t.Errorf("%s: scan into any = %#v (%T), want %#v (%T)", c.name, got, got, c.want, c.want)
+			}
+			dst := c.typed()
+			if err := e.db.QueryRowContext(e.ctx, q, c.name).Scan(dst); err != nil {
+				t.Errorf("%s: scan into %T: %v", c.name, dst, err)
+				continue
+			}
+			var stored sql.NullString
+			if err := e.db.QueryRowContext(e.ctx, fmt.Sprintf("SELECT %s::text FROM %s.vals WHERE name = $1", col, e.schema), c.name).Scan(&stored); err != nil {
+				t.Errorf("%s: stored text: %v", c.name, err)
+				continue
+			}
+			r.mu.Lock()
+			r.values["any:"+c.name] = got
+			r.values["typed:"+c.name] = reflect.ValueOf(dst).Elem().Interface()
+			r.values["stored:"+c.name] = stored
+			r.mu.Unlock()
+		}
+	})
+}
+
+// equalValues is reflect.DeepEqual, except that times must be the same
+// instant in the same location.
+func equalValues(a, b any) bool {
+	if ta, ok := a.(time.Time); ok {
+		tb, ok := b.(time.Time)
+		return ok && ta.Equal(tb) && ta.Location().String() == tb.Location().String()
+	}
+	return reflect.DeepEqual(a, b)
+}
