@@ -13,7 +13,9 @@ package driverconf_test
 // go through the transaction pooler (PgBouncer pool_size=2); all others
 // connect to PostgreSQL directly. The raw drivers' defaults are measured in
 // direct mode only: through a transaction pooler they fail or return wrong
-// rows (see DESIGN.md).
+// rows (see DESIGN.md). Every benchmark also reports cpu-ns/op, the
+// client process's CPU time per query (getrusage, hence the unix build
+// constraint); the server's CPU is not in it.
 
 import (
 	"context"
@@ -223,9 +225,9 @@ func BenchmarkQueryRow(b *testing.B) {
 	}
 }
 
-// BenchmarkQueryRowParallel runs benchConns goroutines on the pool of
-// benchConns connections: throughput, where CPU per query and pool
-// contention count as well as round trips.
+// BenchmarkQueryRowParallel runs benchConns goroutines (at least
+// GOMAXPROCS) on the pool of benchConns connections: throughput, where CPU
+// per query and pool contention count as well as round trips.
 func BenchmarkQueryRowParallel(b *testing.B) {
 	u := testdb.Get(b)
 	for _, s := range benchShapes {

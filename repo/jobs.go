@@ -1,4 +1,903 @@
 package repo
 
-// Jobs is the job queue.
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/scrapersky/poolsafe/sqladapter"
+)
+
+// JobState is where a job is in its life: queued → running → succeeded,
+// failed or cancelled. A running job goes back to queued when an attempt
+// fails, or its lease expires, with attempts left.
+type JobState string
+
+// The job states, as the schema's CHECK allows.
+const (
+	JobStateQueued    JobState = "queued"    // waiting for its run_at and a worker (the default)
+	JobStateRunning   JobState = "running"   // claimed by a worker under a lease
+	JobStateSucceeded JobState = "succeeded" // final
+	JobStateFailed    JobState = "failed"    // final: the last attempt failed
+	JobStateCancelled JobState = "cancelled" // final
+)
+
+// Valid reports whether s is one of the job states.
+func (s JobState) Valid() bool {
+	switch s {
+	case JobStateQueued, JobStateRunning, JobStateSucceeded, JobStateFailed, JobStateCancelled:
+		return true
+	}
+	return false
+}
+
+// Final reports whether s is a state a job never leaves.
+func (s JobState) Final() bool {
+	return s == JobStateSucceeded || s == JobStateFailed || s == JobStateCancelled
+}
+
+// Job limits and defaults.
+const (
+	// DefaultJobMaxAttempts is the attempts a job gets when
+	// NewJob.MaxAttempts is 0 (the schema's default).
+	DefaultJobMaxAttempts = 3
+	// MaxJobKindLen is the longest job kind accepted, in characters.
+	MaxJobKindLen = 100
+	// MaxWorkerLen is the longest worker name accepted, in characters.
+	MaxWorkerLen = 200
+	// MaxEnqueueJobs is the most jobs one [Jobs.EnqueueMany] call takes.
+	MaxEnqueueJobs = 10000
+	// MaxClaimJobs is the most jobs one [Jobs.Claim] call returns.
+	MaxClaimJobs = 1000
+	// MaxJobErrorLen is the longest error message [Jobs.Fail] stores, in
+	// bytes; a longer one is cut.
+	MaxJobErrorLen = 8192
+)
+
+// Retry backoff of [Jobs.Fail]: attempt a (1-based) that fails with
+// attempts left is retried after min(RetryBackoffBase·2^(a−1),
+// RetryBackoffMax), scaled by a random factor in [0.5, 1) so that jobs
+// failing together do not come back together.
+const (
+	RetryBackoffBase = 2 * time.Second
+	RetryBackoffMax  = time.Hour
+)
+
+// Jobs is the job queue. Workers take jobs with [Jobs.Claim], which leases
+// them for a while, keep the lease with [Jobs.Heartbeat], and end each
+// attempt with [Jobs.Complete] or [Jobs.Fail]; [Jobs.RescueExpired] returns
+// the jobs of vanished workers to the queue. Every change is one
+// statement and works through a transaction pooler: no advisory locks, no
+// LISTEN, no session state.
+//
+// A worker is known by its name: name each worker process uniquely (for
+// example host:pid:n), because a job's owner is checked by that name.
+//
+// Jobs of a batch keep the batch's counters: the statement that moves a
+// job to a final state also counts it in its batch, and finishes the batch
+// when it was the last one (see [Transition]). That relies on READ
+// COMMITTED, PostgreSQL's and InTx's default: run the calls outside a
+// transaction or in a READ COMMITTED one. Under REPEATABLE READ or
+// SERIALIZABLE a call racing another on the same batch fails with
+// sqladapter.ErrSerialization instead of waiting (InTx retries it).
 type Jobs struct{ base }
+
+// Job is a stored job.
+type Job struct {
+	ID       uuid.UUID  `db:"id"`
+	TenantID uuid.UUID  `db:"tenant_id"`
+	BatchID  *uuid.UUID `db:"batch_id"`  // nil for a job outside a batch
+	DomainID *uuid.UUID `db:"domain_id"` // nil when the job is about no domain
+	Kind     string     `db:"kind"`
+	// Payload is the job's input, a JSON object.
+	Payload json.RawMessage `db:"payload"`
+	State   JobState        `db:"state"`
+	// Priority orders claiming: higher first, then earlier RunAt.
+	Priority int `db:"priority"`
+	// RunAt is when the job may run next.
+	RunAt time.Time `db:"run_at"`
+	// Attempts counts the claims so far, the current one included.
+	Attempts    int `db:"attempts"`
+	MaxAttempts int `db:"max_attempts"`
+	// LockedBy and LeaseExpiresAt are set exactly while the job is running.
+	LockedBy       *string    `db:"locked_by"`
+	LeaseExpiresAt *time.Time `db:"lease_expires_at"`
+	// Progress is the worker's estimate of the attempt's progress, 0 to 1.
+	Progress float64 `db:"progress"`
+	// Result is the JSON the worker stored; the JSON null until it
+	// stores one.
+	Result json.RawMessage `db:"result"`
+	// LastError is the message of the last failed attempt.
+	LastError *string `db:"last_error"`
+	// FinishedAt is set exactly when the job is in a final state.
+	FinishedAt *time.Time `db:"finished_at"`
+	CreatedAt  time.Time  `db:"created_at"`
+	UpdatedAt  time.Time  `db:"updated_at"`
+}
+
+// NewJob is a job to enqueue.
+type NewJob struct {
+	// Kind says what to do, such as "scan": 1 to [MaxJobKindLen]
+	// characters. Required.
+	Kind string
+	// Payload is a JSON object; empty means "{}".
+	Payload json.RawMessage
+	// Priority orders claiming: higher first. It must fit in 32 bits.
+	// Defaults to 0.
+	Priority int
+	// RunAt is the earliest time the job may run. Defaults to now.
+	RunAt time.Time
+	// MaxAttempts is how many times the job may be claimed. Defaults to
+	// [DefaultJobMaxAttempts].
+	MaxAttempts int
+	// BatchID adds the job to an unfinished batch of the tenant, whose
+	// total grows by one. Defaults to no batch.
+	BatchID *uuid.UUID
+	// DomainID links the job to a domain of the tenant. Defaults to none.
+	DomainID *uuid.UUID
+}
+
+// JobFilter narrows [Jobs.List]. Zero fields keep all jobs.
+type JobFilter struct {
+	State   JobState
+	BatchID *uuid.UUID
+	Kind    string
+}
+
+// JobPage is one page of [Jobs.List].
+type JobPage struct {
+	Items []Job
+	// NextCursor continues the list after Items (Page.Cursor); "" when
+	// this page was the last.
+	NextCursor string
+}
+
+// Transition is what [Jobs.Complete], [Jobs.Fail] or [Jobs.Cancel] did.
+type Transition struct {
+	// Job is the job after the call.
+	Job Job
+	// Batch is the job's batch after the call when the call counted the
+	// job in it (the job reached a final state); nil otherwise.
+	Batch *Batch
+	// BatchFinished is true when this call finished the batch: it counted
+	// the batch's last unfinished job. Exactly one call per batch sees
+	// true (a batch finished by [Batches.Cancel] or [Batches.Reconcile]
+	// reports it there instead).
+	BatchFinished bool
+}
+
+// RescueResult is what [Jobs.RescueExpired] did.
+type RescueResult struct {
+	// Requeued are the jobs that had attempts left: queued again to run now.
+	Requeued []uuid.UUID
+	// Failed are the jobs that had used their last attempt: now failed.
+	Failed []uuid.UUID
+	// FinishedBatches are the batches the failed jobs finished.
+	FinishedBatches []uuid.UUID
+}
+
+const jobColumns = `id, tenant_id, batch_id, domain_id, kind, payload, state, priority, run_at, attempts, max_attempts, ` +
+	`locked_by, lease_expires_at, progress, COALESCE(result, 'null'::jsonb) AS result, last_error, finished_at, created_at, updated_at`
+
+// Each job-to-final statement names the jobs it changed "fin" (with
+// tenant_id, batch_id and state) and appends sqlJobTally, which counts them
+// in their batches in the same statement:
+//
+//   - "locked" locks the batches, in id order so that statements touching
+//     several batches cannot deadlock, and sees each as it is now: under
+//     READ COMMITTED a row lock waits for a concurrent change to commit and
+//     then returns the row's latest version;
+//   - "bat" adds the counts to that latest version. When the counters reach
+//     the total, it sets the final status and finished_at;
+//     b_just_finished is true only for the statement that did so, because
+//     the lock orders the statements touching one batch, and only the one
+//     that finds finished_at NULL and reaches the total sets it.
+//
+// The final status: completed when every job succeeded; failed when none
+// succeeded and some failed; cancelled when every job was cancelled;
+// completed_with_errors otherwise.
+const sqlJobTally = `,
+tally AS (
+	SELECT tenant_id, batch_id,
+		count(*) FILTER (WHERE state = 'succeeded')::int AS succeeded,
+		count(*) FILTER (WHERE state = 'failed')::int AS failed,
+		count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled
+	FROM fin
+	WHERE batch_id IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
+	GROUP BY tenant_id, batch_id
+),
+locked AS (
+	SELECT b.id, b.finished_at
+	FROM {schema}.batches b
+	WHERE (b.tenant_id, b.id) IN (SELECT tenant_id, batch_id FROM tally)
+	ORDER BY b.id
+	FOR UPDATE
+),
+bat AS (
+	UPDATE {schema}.batches b SET
+		succeeded = b.succeeded + t.succeeded,
+		failed = b.failed + t.failed,
+		cancelled = b.cancelled + t.cancelled,
+		status = CASE
+			WHEN b.finished_at IS NOT NULL
+				OR b.succeeded + t.succeeded + b.failed + t.failed + b.cancelled + t.cancelled < b.total THEN b.status
+			WHEN b.failed + t.failed = 0 AND b.cancelled + t.cancelled = 0 THEN 'completed'
+			WHEN b.succeeded + t.succeeded = 0 AND b.failed + t.failed > 0 THEN 'failed'
+			WHEN b.succeeded + t.succeeded = 0 THEN 'cancelled'
+			ELSE 'completed_with_errors' END,
+		finished_at = CASE
+			WHEN b.finished_at IS NULL
+				AND b.succeeded + t.succeeded + b.failed + t.failed + b.cancelled + t.cancelled >= b.total THEN now()
+			ELSE b.finished_at END
+	FROM tally t, locked l
+	WHERE b.tenant_id = t.tenant_id AND b.id = t.batch_id AND l.id = b.id
+	RETURNING ` + batchColumnsB + `,
+		(l.finished_at IS NULL AND b.finished_at IS NOT NULL) AS b_just_finished
+)`
+
+// sqlJobEnqueue inserts jobs from parallel arrays in one statement. Jobs
+// joining a batch grow its total; the batches are locked first (in id
+// order) and must all exist in the tenant unfinished, else nothing is
+// written and no row returned. Ids are drawn in "input" so that rows come
+// back in input order.
+const sqlJobEnqueue = `WITH input AS (
+	SELECT gen_random_uuid() AS id, t.ord, t.kind, t.payload::jsonb AS payload, t.priority,
+		COALESCE(NULLIF(t.run_at, '')::timestamptz, now()) AS run_at, t.max_attempts,
+		NULLIF(t.batch_id, '')::uuid AS batch_id, NULLIF(t.domain_id, '')::uuid AS domain_id
+	FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[], $8::text[])
+		WITH ORDINALITY AS t(kind, payload, priority, run_at, max_attempts, batch_id, domain_id, ord)
+),
+grow AS (
+	SELECT batch_id, count(*)::int AS n FROM input WHERE batch_id IS NOT NULL GROUP BY batch_id
+),
+open AS (
+	SELECT b.id FROM {schema}.batches b
+	WHERE b.tenant_id = $1 AND b.id IN (SELECT batch_id FROM grow) AND b.finished_at IS NULL
+	ORDER BY b.id
+	FOR UPDATE
+),
+ok AS (
+	SELECT (SELECT count(*) FROM open) = (SELECT count(*) FROM grow) AS ok
+),
+grown AS (
+	UPDATE {schema}.batches b SET total = b.total + g.n
+	FROM grow g, ok
+	WHERE ok.ok AND b.tenant_id = $1 AND b.id = g.batch_id
+),
+ins AS (
+	INSERT INTO {schema}.jobs (id, tenant_id, batch_id, domain_id, kind, payload, priority, run_at, max_attempts)
+	SELECT i.id, $1, i.batch_id, i.domain_id, i.kind, i.payload, i.priority, i.run_at, i.max_attempts
+	FROM input i, ok
+	WHERE ok.ok
+	ORDER BY i.ord
+	RETURNING ` + jobColumns + `
+)
+SELECT ins.* FROM ins JOIN input i ON i.id = ins.id ORDER BY i.ord`
+
+// The claim statements take up to $1 runnable jobs in priority, then run_at
+// order (served by the partial indexes jobs_runnable_idx and
+// jobs_tenant_runnable_idx), skipping rows other claimers hold, and start
+// the jobs' batches that were still pending (locked in id order).
+const sqlJobClaimTail = `
+		ORDER BY priority DESC, run_at, id
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED
+	)
+	RETURNING ` + jobColumns + `
+),
+started AS (
+	UPDATE {schema}.batches SET status = 'running'
+	WHERE id IN (
+		SELECT b.id FROM {schema}.batches b
+		WHERE b.status = 'pending' AND (b.tenant_id, b.id) IN (SELECT tenant_id, batch_id FROM claimed)
+		ORDER BY b.id
+		FOR UPDATE
+	) AND status = 'pending'
+)
+SELECT ` + jobColumns + ` FROM claimed ORDER BY priority DESC, run_at, id`
+
+const sqlJobClaimHead = `WITH claimed AS (
+	UPDATE {schema}.jobs SET
+		state = 'running',
+		locked_by = $2,
+		lease_expires_at = now() + $3::bigint * interval '1 millisecond',
+		attempts = attempts + 1
+	WHERE id IN (
+		SELECT id FROM {schema}.jobs`
+
+const sqlJobClaim = sqlJobClaimHead + `
+		WHERE state = 'queued' AND run_at <= now()` + sqlJobClaimTail
+
+const sqlJobClaimTenant = sqlJobClaimHead + `
+		WHERE tenant_id = $4 AND state = 'queued' AND run_at <= now()` + sqlJobClaimTail
+
+const sqlJobHeartbeat = `UPDATE {schema}.jobs SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
+WHERE id = $1 AND state = 'running' AND locked_by = $2
+RETURNING lease_expires_at`
+
+const sqlJobSetProgress = `UPDATE {schema}.jobs SET progress = $3
+WHERE id = $1 AND state = 'running' AND locked_by = $2`
+
+const sqlJobSetResult = `UPDATE {schema}.jobs SET result = $3::jsonb
+WHERE id = $1 AND state = 'running' AND locked_by = $2`
+
+const sqlJobComplete = `WITH fin AS (
+	UPDATE {schema}.jobs SET
+		state = 'succeeded',
+		result = COALESCE($3::jsonb, result),
+		progress = 1,
+		locked_by = NULL,
+		lease_expires_at = NULL,
+		finished_at = now()
+	WHERE id = $1 AND state = 'running' AND locked_by = $2
+	RETURNING ` + jobColumns + `
+)` + sqlJobTally + `
+SELECT fin.*, bat.* FROM fin LEFT JOIN bat ON true`
+
+// sqlJobFail requeues with the backoff described at RetryBackoffBase:
+// attempts is at least 1 for a running job; the exponent is capped so the
+// power cannot overflow.
+const sqlJobFail = `WITH fin AS (
+	UPDATE {schema}.jobs SET
+		state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+		run_at = CASE WHEN attempts < max_attempts
+			THEN now() + least($4::bigint * power(2::float8, least(attempts - 1, 40)), $5::bigint)
+				* (0.5 + random() / 2) * interval '1 millisecond'
+			ELSE run_at END,
+		progress = CASE WHEN attempts < max_attempts THEN 0 ELSE progress END,
+		last_error = $3,
+		locked_by = NULL,
+		lease_expires_at = NULL,
+		finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END
+	WHERE id = $1 AND state = 'running' AND locked_by = $2
+	RETURNING ` + jobColumns + `
+)` + sqlJobTally + `
+SELECT fin.*, bat.* FROM fin LEFT JOIN bat ON true`
+
+const sqlJobCancel = `WITH fin AS (
+	UPDATE {schema}.jobs SET
+		state = 'cancelled',
+		locked_by = NULL,
+		lease_expires_at = NULL,
+		finished_at = now()
+	WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')
+	RETURNING ` + jobColumns + `
+)` + sqlJobTally + `
+SELECT fin.*, bat.* FROM fin LEFT JOIN bat ON true`
+
+// sqlJobRescue handles every running job whose lease expired, skipping rows
+// locked right now (their owner is finishing them). SET expressions see
+// the old row, so last_error can name the worker that lost the lease.
+const sqlJobRescue = `WITH fin AS (
+	UPDATE {schema}.jobs SET
+		state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+		run_at = CASE WHEN attempts < max_attempts THEN now() ELSE run_at END,
+		progress = CASE WHEN attempts < max_attempts THEN 0 ELSE progress END,
+		last_error = 'lease expired: worker ' || locked_by || ' stopped renewing it',
+		locked_by = NULL,
+		lease_expires_at = NULL,
+		finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END
+	WHERE id IN (
+		SELECT id FROM {schema}.jobs
+		WHERE state = 'running' AND lease_expires_at < now()
+		FOR UPDATE SKIP LOCKED
+	)
+	RETURNING id, tenant_id, batch_id, state
+)` + sqlJobTally + `
+SELECT id, state, false AS batch FROM fin
+UNION ALL
+SELECT b_id, b_status, true FROM bat WHERE b_just_finished`
+
+const sqlJobGet = `SELECT ` + jobColumns + `
+FROM {schema}.jobs
+WHERE tenant_id = $1 AND id = $2`
+
+// sqlJobList filters optionally: an empty state or kind, or a NULL batch,
+// keeps all. Statements are planned with their arguments (no server-side
+// prepared statements), so the unused conditions fold away.
+const sqlJobList = `SELECT ` + jobColumns + `
+FROM {schema}.jobs
+WHERE tenant_id = $1
+	AND ($2::text = '' OR state = $2::text)
+	AND ($3::uuid IS NULL OR batch_id = $3::uuid)
+	AND ($4::text = '' OR kind = $4::text)
+	AND (created_at, id) > ($5::timestamptz, $6::uuid)
+ORDER BY created_at, id
+LIMIT $7 OFFSET $8`
+
+// Enqueue adds one job for the tenant and returns it. Invalid input fails
+// with a *[ValidationError] naming the field, before anything is written;
+// a BatchID that is not an unfinished batch of the tenant matches
+// sqladapter.ErrNotFound; a DomainID that is not a domain of the tenant
+// matches sqladapter.ErrForeignKey.
+func (r *Jobs) Enqueue(ctx context.Context, tenant uuid.UUID, job NewJob) (Job, error) {
+	jobs, err := r.enqueue(ctx, tenant, []NewJob{job}, "", "enqueue job")
+	if err != nil {
+		return Job{}, err
+	}
+	return jobs[0], nil
+}
+
+// EnqueueMany adds up to [MaxEnqueueJobs] jobs for the tenant in one
+// statement and returns them in input order. It writes all of them or
+// none: errors are as for [Jobs.Enqueue], with fields named "jobs[i].…".
+// No jobs is no statement.
+func (r *Jobs) EnqueueMany(ctx context.Context, tenant uuid.UUID, jobs []NewJob) ([]Job, error) {
+	if len(jobs) > MaxEnqueueJobs {
+		return nil, invalid("jobs", "has %d jobs, more than the %d one call takes", len(jobs), MaxEnqueueJobs)
+	}
+	return r.enqueue(ctx, tenant, jobs, "jobs", "enqueue jobs")
+}
+
+func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, field, op string) ([]Job, error) {
+	if err := requireTenant(tenant); err != nil {
+		return nil, err
+	}
+	n := len(jobs)
+	kinds, payloads, prios, runAts := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	maxes, batches, domains := make([]string, n), make([]string, n), make([]string, n)
+	for i, j := range jobs {
+		prefix := ""
+		if field != "" {
+			prefix = fmt.Sprintf("%s[%d].", field, i)
+		}
+		if err := checkJobKind(prefix+"kind", j.Kind); err != nil {
+			return nil, err
+		}
+		payload, err := jobObject(prefix+"payload", j.Payload)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkInt32(prefix+"priority", j.Priority); err != nil {
+			return nil, err
+		}
+		maxAttempts, err := jobMaxAttempts(prefix+"max_attempts", j.MaxAttempts)
+		if err != nil {
+			return nil, err
+		}
+		kinds[i], payloads[i], prios[i], maxes[i] = j.Kind, payload, strconv.Itoa(j.Priority), strconv.Itoa(maxAttempts)
+		if !j.RunAt.IsZero() {
+			runAts[i] = j.RunAt.UTC().Format(time.RFC3339Nano)
+		}
+		if batches[i], err = optionalID(prefix+"batch_id", j.BatchID); err != nil {
+			return nil, err
+		}
+		if domains[i], err = optionalID(prefix+"domain_id", j.DomainID); err != nil {
+			return nil, err
+		}
+	}
+	if n == 0 {
+		return []Job{}, nil
+	}
+	out := []Job{}
+	err := r.q.SelectContext(ctx, &out, r.sql(sqlJobEnqueue), tenant,
+		textArray(kinds), textArray(payloads), textArray(prios), textArray(runAts),
+		textArray(maxes), textArray(batches), textArray(domains))
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	if len(out) != n {
+		if len(out) == 0 {
+			return nil, fmt.Errorf("%s: %w: a batch of the jobs is not an unfinished batch of the tenant", op, sqladapter.ErrNotFound)
+		}
+		return nil, fmt.Errorf("%s: %d rows returned for %d jobs", op, len(out), n)
+	}
+	return out, nil
+}
+
+// Claim leases up to n (1 to [MaxClaimJobs]) runnable jobs — queued, with
+// run_at not in the future — to worker for lease, highest priority first,
+// then earliest run_at, in one statement. Each claimed job is running,
+// locked by worker until now+lease, with one more attempt counted; a batch
+// whose first job is claimed becomes running. Concurrent claimers never
+// get the same job and do not wait for each other. A nil tenant claims
+// from every tenant. No runnable job is an empty slice, not an error.
+func (r *Jobs) Claim(ctx context.Context, tenant *uuid.UUID, worker string, n int, lease time.Duration) ([]Job, error) {
+	if tenant != nil {
+		if err := requireTenant(*tenant); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkWorker(worker); err != nil {
+		return nil, err
+	}
+	if n < 1 || n > MaxClaimJobs {
+		return nil, invalid("n", "must be between 1 and %d, got %d", MaxClaimJobs, n)
+	}
+	if err := checkLease(lease); err != nil {
+		return nil, err
+	}
+	stmt, args := sqlJobClaim, []any{n, worker, lease.Milliseconds()}
+	if tenant != nil {
+		stmt, args = sqlJobClaimTenant, append(args, *tenant)
+	}
+	jobs := []Job{}
+	if err := r.q.SelectContext(ctx, &jobs, r.sql(stmt), args...); err != nil {
+		return nil, wrap("claim jobs", err)
+	}
+	return jobs, nil
+}
+
+// Heartbeat extends the lease of a job worker is running to now+lease and
+// returns the new expiry. It fails with [ErrLeaseLost] when the job is not
+// running under worker (rescued, cancelled or finished).
+//
+// An expired lease still belongs to its worker until [Jobs.RescueExpired]
+// takes the job back; Heartbeat, Complete and Fail succeed until then.
+func (r *Jobs) Heartbeat(ctx context.Context, id uuid.UUID, worker string, lease time.Duration) (time.Time, error) {
+	if err := checkWorker(worker); err != nil {
+		return time.Time{}, err
+	}
+	if err := checkLease(lease); err != nil {
+		return time.Time{}, err
+	}
+	var until time.Time
+	err := r.q.GetContext(ctx, &until, r.sql(sqlJobHeartbeat), id, worker, lease.Milliseconds())
+	if err != nil {
+		return time.Time{}, leaseErr("heartbeat job", err)
+	}
+	return until, nil
+}
+
+// SetProgress records the progress (0 to 1) of a job worker is running. It
+// fails with [ErrLeaseLost] when the job is not running under worker.
+func (r *Jobs) SetProgress(ctx context.Context, id uuid.UUID, worker string, progress float64) error {
+	if err := checkWorker(worker); err != nil {
+		return err
+	}
+	if math.IsNaN(progress) || progress < 0 || progress > 1 {
+		return invalid("progress", "must be between 0 and 1, got %v", progress)
+	}
+	return r.execOwned(ctx, "set job progress", sqlJobSetProgress, id, worker, progress)
+}
+
+// SetResult stores a JSON result for a job worker is running (a partial
+// result, say, that [Jobs.Complete] may replace). It fails with
+// [ErrLeaseLost] when the job is not running under worker.
+func (r *Jobs) SetResult(ctx context.Context, id uuid.UUID, worker string, result json.RawMessage) error {
+	if err := checkWorker(worker); err != nil {
+		return err
+	}
+	res, err := jobJSON("result", result)
+	if err != nil {
+		return err
+	}
+	if res == nil {
+		return invalid("result", "is empty")
+	}
+	return r.execOwned(ctx, "set job result", sqlJobSetResult, id, worker, res)
+}
+
+// Complete marks a job worker is running succeeded, with progress 1 and
+// result stored (an empty result keeps the stored one), and counts it in
+// its batch in the same statement. It fails with [ErrLeaseLost] when the
+// job is not running under worker.
+func (r *Jobs) Complete(ctx context.Context, id uuid.UUID, worker string, result json.RawMessage) (Transition, error) {
+	if err := checkWorker(worker); err != nil {
+		return Transition{}, err
+	}
+	res, err := jobJSON("result", result)
+	if err != nil {
+		return Transition{}, err
+	}
+	return r.transition(ctx, "complete job", sqlJobComplete, id, worker, res)
+}
+
+// Fail ends the current attempt of a job worker is running with errMsg.
+// With attempts left the job is queued again after a backoff (see
+// [RetryBackoffBase]) and its progress reset; after its last attempt it is
+// failed, and counted in its batch in the same statement. Invalid UTF-8
+// and NUL bytes in errMsg are replaced, and a message longer than
+// [MaxJobErrorLen] bytes is cut. It fails with [ErrLeaseLost] when the job
+// is not running under worker.
+func (r *Jobs) Fail(ctx context.Context, id uuid.UUID, worker string, errMsg string) (Transition, error) {
+	if err := checkWorker(worker); err != nil {
+		return Transition{}, err
+	}
+	return r.transition(ctx, "fail job", sqlJobFail, id, worker, cleanJobError(errMsg),
+		RetryBackoffBase.Milliseconds(), RetryBackoffMax.Milliseconds())
+}
+
+// Cancel cancels a queued or running job of the tenant and counts it in
+// its batch in the same statement; the worker of a running job gets
+// [ErrLeaseLost] from its next call. Cancelling a cancelled job returns it
+// unchanged. A job that succeeded or failed cannot be cancelled: that
+// matches sqladapter.ErrConflict. A missing job matches
+// sqladapter.ErrNotFound.
+func (r *Jobs) Cancel(ctx context.Context, tenant, id uuid.UUID) (Transition, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Transition{}, err
+	}
+	t, err := r.transition(ctx, "cancel job", sqlJobCancel, tenant, id)
+	if !errors.Is(err, ErrLeaseLost) {
+		return t, err
+	}
+	// Nothing changed: say why.
+	job, err := r.Get(ctx, tenant, id)
+	switch {
+	case err != nil:
+		return Transition{}, fmt.Errorf("cancel job: %w", err)
+	case job.State == JobStateCancelled:
+		return Transition{Job: job}, nil
+	default:
+		return Transition{}, fmt.Errorf("cancel job: %w: the job has %s", sqladapter.ErrConflict, job.State)
+	}
+}
+
+// RescueExpired takes back every running job whose lease has expired —
+// its worker stopped renewing it, so it is presumed gone. A job with
+// attempts left is queued again to run at once (the lost attempt stays
+// counted); a job that was on its last attempt is failed and counted in
+// its batch, which may finish the batch. last_error says whose lease
+// expired. Run it periodically from any one or more processes: concurrent
+// calls skip each other's rows. It covers all tenants.
+func (r *Jobs) RescueExpired(ctx context.Context) (RescueResult, error) {
+	var rows []struct {
+		ID    uuid.UUID `db:"id"`
+		State string    `db:"state"`
+		Batch bool      `db:"batch"`
+	}
+	if err := r.q.SelectContext(ctx, &rows, r.sql(sqlJobRescue)); err != nil {
+		return RescueResult{}, wrap("rescue expired jobs", err)
+	}
+	res := RescueResult{Requeued: []uuid.UUID{}, Failed: []uuid.UUID{}, FinishedBatches: []uuid.UUID{}}
+	for _, row := range rows {
+		switch {
+		case row.Batch:
+			res.FinishedBatches = append(res.FinishedBatches, row.ID)
+		case row.State == string(JobStateQueued):
+			res.Requeued = append(res.Requeued, row.ID)
+		default:
+			res.Failed = append(res.Failed, row.ID)
+		}
+	}
+	return res, nil
+}
+
+// Get returns a job of the tenant, or an error matching
+// sqladapter.ErrNotFound.
+func (r *Jobs) Get(ctx context.Context, tenant, id uuid.UUID) (Job, error) {
+	if err := requireTenant(tenant); err != nil {
+		return Job{}, err
+	}
+	var j Job
+	if err := r.q.GetContext(ctx, &j, r.sql(sqlJobGet), tenant, id); err != nil {
+		return Job{}, wrap("get job", err)
+	}
+	return j, nil
+}
+
+// List returns one page of the tenant's jobs that pass the filter, oldest
+// first (ordered by creation time, then id).
+func (r *Jobs) List(ctx context.Context, tenant uuid.UUID, filter JobFilter, page Page) (JobPage, error) {
+	if err := requireTenant(tenant); err != nil {
+		return JobPage{}, err
+	}
+	if filter.State != "" && !filter.State.Valid() {
+		return JobPage{}, invalid("state", "%q is not a job state (queued, running, succeeded, failed, cancelled)", filter.State)
+	}
+	var batch any // NULL: any batch, or none
+	if filter.BatchID != nil {
+		batch = *filter.BatchID
+	}
+	limit, offset, after, err := page.args()
+	if err != nil {
+		return JobPage{}, err
+	}
+	items := []Job{}
+	err = r.q.SelectContext(ctx, &items, r.sql(sqlJobList),
+		tenant, string(filter.State), batch, filter.Kind, after.createdAt, after.id, limit, offset)
+	if err != nil {
+		return JobPage{}, wrap("list jobs", err)
+	}
+	out := JobPage{Items: items}
+	if n := len(items); n > 0 {
+		out.NextCursor = nextCursor(n, limit, cursor{createdAt: items[n-1].CreatedAt, id: items[n-1].ID})
+	}
+	return out, nil
+}
+
+// transition runs a job-to-final statement (see sqlJobTally). No row means
+// the job was not in the state the statement requires: [ErrLeaseLost].
+func (r *Jobs) transition(ctx context.Context, op, stmt string, args ...any) (Transition, error) {
+	var row transitionRow
+	if err := r.q.GetContext(ctx, &row, r.sql(stmt), args...); err != nil {
+		return Transition{}, leaseErr(op, err)
+	}
+	return row.transition(), nil
+}
+
+// execOwned runs an update of a job its worker owns.
+func (r *Jobs) execOwned(ctx context.Context, op, stmt string, args ...any) error {
+	res, err := r.q.ExecContext(ctx, r.sql(stmt), args...)
+	if err != nil {
+		return wrap(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap(op, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", op, ErrLeaseLost)
+	}
+	return nil
+}
+
+// leaseErr reports no row as ErrLeaseLost, other errors classified.
+func leaseErr(op string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, ErrLeaseLost)
+	}
+	return wrap(op, err)
+}
+
+// transitionRow is a job joined with its batch as sqlJobTally returns it
+// (all batch columns NULL when the batch was not counted).
+type transitionRow struct {
+	Job
+	batchJoin
+}
+
+// batchJoin is a batch in b_-prefixed, nullable columns.
+type batchJoin struct {
+	BID           *uuid.UUID `db:"b_id"`
+	BTenantID     *uuid.UUID `db:"b_tenant_id"`
+	BName         *string    `db:"b_name"`
+	BStatus       *string    `db:"b_status"`
+	BTotal        *int       `db:"b_total"`
+	BSucceeded    *int       `db:"b_succeeded"`
+	BFailed       *int       `db:"b_failed"`
+	BCancelled    *int       `db:"b_cancelled"`
+	BFinishedAt   *time.Time `db:"b_finished_at"`
+	BCreatedAt    *time.Time `db:"b_created_at"`
+	BUpdatedAt    *time.Time `db:"b_updated_at"`
+	BJustFinished *bool      `db:"b_just_finished"`
+}
+
+func (r transitionRow) transition() Transition {
+	t := Transition{Job: r.Job}
+	b := r.batchJoin
+	if b.BID == nil {
+		return t
+	}
+	deref := func(p *int) int {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	batch := Batch{
+		ID: *b.BID, FinishedAt: b.BFinishedAt,
+		Total: deref(b.BTotal), Succeeded: deref(b.BSucceeded), Failed: deref(b.BFailed), Cancelled: deref(b.BCancelled),
+	}
+	if b.BTenantID != nil {
+		batch.TenantID = *b.BTenantID
+	}
+	if b.BName != nil {
+		batch.Name = *b.BName
+	}
+	if b.BStatus != nil {
+		batch.Status = BatchStatus(*b.BStatus)
+	}
+	if b.BCreatedAt != nil {
+		batch.CreatedAt = *b.BCreatedAt
+	}
+	if b.BUpdatedAt != nil {
+		batch.UpdatedAt = *b.BUpdatedAt
+	}
+	t.Batch = &batch
+	t.BatchFinished = b.BJustFinished != nil && *b.BJustFinished
+	return t
+}
+
+func checkJobKind(field, kind string) error {
+	switch {
+	case kind == "":
+		return invalid(field, "is required")
+	case !utf8.ValidString(kind) || strings.ContainsRune(kind, 0):
+		return invalid(field, "is not valid UTF-8 text")
+	case utf8.RuneCountInString(kind) > MaxJobKindLen:
+		return invalid(field, "is longer than %d characters", MaxJobKindLen)
+	}
+	return nil
+}
+
+func checkWorker(worker string) error {
+	switch {
+	case worker == "":
+		return invalid("worker", "is required")
+	case !utf8.ValidString(worker) || strings.ContainsRune(worker, 0):
+		return invalid("worker", "is not valid UTF-8 text")
+	case utf8.RuneCountInString(worker) > MaxWorkerLen:
+		return invalid("worker", "is longer than %d characters", MaxWorkerLen)
+	}
+	return nil
+}
+
+func checkLease(lease time.Duration) error {
+	if lease < time.Millisecond {
+		return invalid("lease", "must be at least 1ms, got %v", lease)
+	}
+	return nil
+}
+
+func checkInt32(field string, v int) error {
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return invalid(field, "%d does not fit in 32 bits", v)
+	}
+	return nil
+}
+
+func jobMaxAttempts(field string, n int) (int, error) {
+	switch {
+	case n == 0:
+		return DefaultJobMaxAttempts, nil
+	case n < 0 || n > math.MaxInt32:
+		return 0, invalid(field, "must be between 1 and %d, got %d", math.MaxInt32, n)
+	}
+	return n, nil
+}
+
+func optionalID(field string, id *uuid.UUID) (string, error) {
+	switch {
+	case id == nil:
+		return "", nil
+	case *id == uuid.Nil:
+		return "", invalid(field, "is the nil UUID")
+	}
+	return id.String(), nil
+}
+
+// jobObject checks raw is a JSON object and returns it as text, "{}" when
+// empty.
+func jobObject(field string, raw json.RawMessage) (string, error) {
+	s, err := jobJSON(field, raw)
+	if err != nil {
+		return "", err
+	}
+	if s == nil {
+		return "{}", nil
+	}
+	if str := s.(string); str[0] != '{' {
+		return "", invalid(field, "must be a JSON object")
+	}
+	return s.(string), nil
+}
+
+// jobJSON checks raw is JSON and returns it as text for a $n::jsonb
+// parameter (a string travels alike through both drivers and sqlmock), or
+// nil (SQL NULL) when raw is empty.
+func jobJSON(field string, raw json.RawMessage) (any, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
+		return nil, nil
+	}
+	if !json.Valid(trimmed) {
+		return nil, invalid(field, "is not valid JSON")
+	}
+	return string(trimmed), nil
+}
+
+// cleanJobError makes an error message storable in a text column.
+func cleanJobError(msg string) string {
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
+	msg = strings.ReplaceAll(msg, "\x00", "\uFFFD")
+	if len(msg) > MaxJobErrorLen {
+		cut := MaxJobErrorLen
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
+	}
+	return msg
+}

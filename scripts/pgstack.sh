@@ -608,6 +608,7 @@ start_bouncer() {
 		}
 		sleep 0.5
 	done
+	start_watchdog
 }
 
 cmd_up() {
@@ -618,6 +619,7 @@ cmd_up() {
 
 	if [[ -f $MARKER ]] && stamp_matches && pg_healthy && bouncer_healthy; then
 		log "stack already running in $STATE_DIR"
+		start_watchdog
 		print_env
 		return 0
 	fi
@@ -635,8 +637,54 @@ cmd_up() {
 # down
 # ---------------------------------------------------------------------------
 
+# PgBouncer 1.18 (Debian 12) can exit on a cancel-request race
+# ("FATAL … disconnect_client(): bad client state: 0", fixed upstream in
+# later releases). The watchdog restarts it within a fraction of a second
+# so one crash does not take the rest of a test run down with it; every
+# restart is logged to watchdog.log.
+start_watchdog() {
+	local pid
+	if [[ -r $STATE_DIR/watchdog.pid ]] && read -r pid <"$STATE_DIR/watchdog.pid" && proc_alive "$pid" bash; then
+		return 0
+	fi
+	rm -f -- "$STATE_DIR/watchdog.stop"
+	# shellcheck disable=SC2016 # expanded by the watchdog's own shell
+	local script='echo $$ >"$1/watchdog.pid"
+while [ ! -e "$1/watchdog.stop" ]; do
+	pid=$(cat "$1/pgbouncer.pid" 2>/dev/null)
+	st=
+	[ -n "$pid" ] && st=$(sed -n "s/^[0-9]* (.*) \(.\) .*/\1/p" "/proc/$pid/stat" 2>/dev/null)
+	if [ -z "$st" ] || [ "$st" = Z ]; then
+		[ -e "$1/watchdog.stop" ] && break
+		echo "$(date -u +%FT%TZ) watchdog: pgbouncer is not running, restarting it" >>"$1/watchdog.log"
+		rm -f "$1/pgbouncer.pid"
+		"$2" -d "$3" >>"$1/watchdog.log" 2>&1
+		sleep 1
+	fi
+	sleep 0.2
+done'
+	# fd 9 is the lock: the background job must not keep it.
+	as_owner setsid bash -c "$script" pgstack-watchdog "$STATE_DIR" "$PGBOUNCER_BIN" "$BOUNCER_INI" </dev/null >/dev/null 2>&1 9>&- &
+	disown || true
+}
+
+stop_watchdog() {
+	local pid i
+	[[ -d $STATE_DIR ]] || return 0
+	as_owner touch "$STATE_DIR/watchdog.stop" 2>/dev/null || touch "$STATE_DIR/watchdog.stop"
+	if [[ -r $STATE_DIR/watchdog.pid ]] && read -r pid <"$STATE_DIR/watchdog.pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 20; i++)); do
+			proc_alive "$pid" bash || break
+			sleep 0.1
+		done
+	fi
+	rm -f -- "$STATE_DIR/watchdog.pid"
+}
+
 stop_bouncer() {
 	local pid i
+	stop_watchdog
 	pid=$(bouncer_pid) || return 0
 	log "stopping PgBouncer (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true

@@ -1,0 +1,338 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/scrapersky/poolsafe/sqladapter"
+	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
+)
+
+func mockBatches(t *testing.T) (*Batches, sqlmock.Sqlmock) {
+	t.Helper()
+	db, mock := mocktest.New(t)
+	return New(db).Batches, mock
+}
+
+var batchCols = []string{"id", "tenant_id", "name", "status", "total", "succeeded", "failed", "cancelled",
+	"finished_at", "created_at", "updated_at"}
+
+func batchValues(b Batch) []driver.Value {
+	return []driver.Value{b.ID.String(), b.TenantID.String(), b.Name, string(b.Status), int64(b.Total),
+		int64(b.Succeeded), int64(b.Failed), int64(b.Cancelled), nullable(b.FinishedAt), b.CreatedAt, b.UpdatedAt}
+}
+
+func batchRows(bs ...Batch) *sqlmock.Rows {
+	rows := sqlmock.NewRows(batchCols)
+	for _, b := range bs {
+		rows.AddRow(batchValues(b)...)
+	}
+	return rows
+}
+
+// prefixedBatchRows is b in b_ columns, followed by extra columns.
+func prefixedBatchRows(b Batch, extra map[string]driver.Value, order ...string) *sqlmock.Rows {
+	cols := append([]string{}, batchJoinCols[:len(batchJoinCols)-1]...) // without b_just_finished
+	vals := batchValues(b)
+	for _, c := range order {
+		cols = append(cols, c)
+		vals = append(vals, extra[c])
+	}
+	return sqlmock.NewRows(cols).AddRow(vals...)
+}
+
+// sameBatch compares batches, times by instant.
+func sameBatch(a, b Batch) bool {
+	sameTime := func(x, y *time.Time) bool { return x == nil && y == nil || x != nil && y != nil && x.Equal(*y) }
+	return a.ID == b.ID && a.TenantID == b.TenantID && a.Name == b.Name && a.Status == b.Status && a.Total == b.Total &&
+		a.Succeeded == b.Succeeded && a.Failed == b.Failed && a.Cancelled == b.Cancelled &&
+		sameTime(a.FinishedAt, b.FinishedAt) && a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+func TestBatchesCreateSQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	tenant := uuid.New()
+	want := Batch{ID: uuid.New(), TenantID: tenant, Name: "nightly", Status: BatchStatusPending, Total: 3,
+		CreatedAt: jobTestTime, UpdatedAt: jobTestTime}
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
+		WithArgs(tenant, `{"a.example.com","b.example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3).
+		WillReturnRows(batchRows(want))
+	got, err := r.Create(context.Background(), tenant,
+		[]string{"B.example.com", "https://a.example.com/x", "b.example.com", "www.bücher.de", "a.example.com."},
+		BatchOptions{Name: "nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameBatch(got, want) || got.Progress() != 0 || got.Finished() {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestBatchesCreateOptionsSQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	tenant := uuid.New()
+	runAt := time.Date(2031, 6, 7, 8, 9, 10, 0, time.FixedZone("y", -7200))
+	want := Batch{ID: uuid.New(), TenantID: tenant, Status: BatchStatusPending, Total: 1, CreatedAt: jobTestTime, UpdatedAt: jobTestTime}
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
+		WithArgs(tenant, `{"example.org"}`, "", "crawl", `{"depth": 3}`, -2, runAt.UTC(), 5).
+		WillReturnRows(batchRows(want))
+	_, err := r.Create(context.Background(), tenant, []string{"example.org"}, BatchOptions{
+		Kind: "crawl", Priority: -2, MaxAttempts: 5, Payload: json.RawMessage(` {"depth": 3} `), RunAt: runAt,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBatchesCreateInvalid(t *testing.T) {
+	t.Parallel()
+	r, _ := mockBatches(t)
+	ctx, tenant := context.Background(), uuid.New()
+	ok := []string{"example.com"}
+	many := make([]string, MaxBatchDomains+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("d%d.example.com", i)
+	}
+	cases := []struct {
+		field   string
+		domains []string
+		opts    BatchOptions
+	}{
+		{"domains", nil, BatchOptions{}},
+		{"domains", many, BatchOptions{}},
+		{"domains[0]", []string{""}, BatchOptions{}},
+		{"domains[2]", []string{"a.example.com", "b.example.com", "no_such host", "c.example.com"}, BatchOptions{}},
+		{"domains[1]", []string{"a.example.com", strings.Repeat("x", 64) + ".com"}, BatchOptions{}},
+		{"name", ok, BatchOptions{Name: strings.Repeat("n", MaxBatchNameLen+1)}},
+		{"name", ok, BatchOptions{Name: "\xff"}},
+		{"kind", ok, BatchOptions{Kind: strings.Repeat("k", MaxJobKindLen+1)}},
+		{"priority", ok, BatchOptions{Priority: math.MaxInt32 + 1}},
+		{"max_attempts", ok, BatchOptions{MaxAttempts: -1}},
+		{"payload", ok, BatchOptions{Payload: json.RawMessage(`[]`)}},
+		{"payload", ok, BatchOptions{Payload: json.RawMessage(`{"a"`)}},
+	}
+	for _, c := range cases {
+		_, err := r.Create(ctx, tenant, c.domains, c.opts)
+		expectInvalid(t, err, c.field)
+	}
+	_, err := r.Create(ctx, uuid.Nil, ok, BatchOptions{})
+	expectInvalid(t, err, "tenant")
+}
+
+func TestBatchesCreateErrorsClassified(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	tenant := uuid.New()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
+		WithArgs(tenant, `{"example.com"}`, "", "scan", "{}", 0, nil, 3).
+		WillReturnError(&pgconn.PgError{Code: "40001", Message: "could not serialize access"})
+	_, err := r.Create(context.Background(), tenant, []string{"example.com"}, BatchOptions{})
+	if !errors.Is(err, sqladapter.ErrSerialization) || !sqladapter.Retryable(err) {
+		t.Fatalf("err = %v, want ErrSerialization", err)
+	}
+}
+
+func TestBatchesGetSQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	tenant := uuid.New()
+	want := sampleBatch(tenant)
+	want.Total, want.Succeeded, want.Failed, want.Cancelled = 8, 3, 1, 2
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchGet)).WithArgs(tenant, want.ID).WillReturnRows(batchRows(want))
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchGet)).WithArgs(tenant, want.ID).WillReturnError(sql.ErrNoRows)
+	ctx := context.Background()
+	got, err := r.Get(ctx, tenant, want.ID)
+	if err != nil || !sameBatch(got, want) || got.Done() != 6 || got.Progress() != 0.75 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	if _, err := r.Get(ctx, tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
+		t.Fatalf("Get missing: %v, want ErrNotFound", err)
+	}
+	_, err = r.Get(ctx, uuid.Nil, want.ID)
+	expectInvalid(t, err, "tenant")
+}
+
+func TestBatchProgress(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		b    Batch
+		want float64
+	}{
+		{Batch{Total: 4}, 0},
+		{Batch{Total: 4, Succeeded: 1, Failed: 1}, 0.5},
+		{Batch{Total: 4, Succeeded: 2, Failed: 1, Cancelled: 1}, 1},
+		{Batch{Total: 0}, 1},
+		{Batch{Total: 1, Succeeded: 3}, 1}, // drifted counters never report more than done
+	} {
+		if got := c.b.Progress(); got != c.want {
+			t.Errorf("%+v: Progress = %v, want %v", c.b, got, c.want)
+		}
+	}
+	if !BatchStatusCancelled.Final() || BatchStatusRunning.Final() || BatchStatus("x").Final() || !BatchStatusPending.Valid() {
+		t.Error("BatchStatus predicates")
+	}
+	if !JobStateFailed.Final() || JobStateQueued.Final() || JobState("x").Valid() {
+		t.Error("JobState predicates")
+	}
+}
+
+func TestBatchesListSQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	ctx, tenant := context.Background(), uuid.New()
+	a, b := sampleBatch(tenant), sampleBatch(tenant)
+	first := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchList)).
+		WithArgs(tenant, "", first, uuid.Nil, 2, 0).
+		WillReturnRows(batchRows(a, b))
+	page, err := r.List(ctx, tenant, BatchFilter{}, Page{Limit: 2})
+	if err != nil || len(page.Items) != 2 || page.NextCursor == "" {
+		t.Fatalf("List = %+v, %v", page, err)
+	}
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchList)).
+		WithArgs(tenant, "running", b.CreatedAt, b.ID, 2, 0).
+		WillReturnRows(batchRows())
+	page, err = r.List(ctx, tenant, BatchFilter{Status: BatchStatusRunning}, Page{Limit: 2, Cursor: page.NextCursor})
+	if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
+		t.Fatalf("List page 2 = %+v, %v", page, err)
+	}
+	_, err = r.List(ctx, tenant, BatchFilter{Status: "done"}, Page{})
+	expectInvalid(t, err, "status")
+	_, err = r.List(ctx, tenant, BatchFilter{}, Page{Offset: -1})
+	expectInvalid(t, err, "offset")
+	_, err = r.List(ctx, uuid.Nil, BatchFilter{}, Page{})
+	expectInvalid(t, err, "tenant")
+}
+
+func TestBatchesCancelSQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	ctx, tenant := context.Background(), uuid.New()
+	cancelled := sampleBatch(tenant)
+	cancelled.Status, cancelled.Cancelled, cancelled.FinishedAt = BatchStatusCancelled, 1, &jobTestTime
+	row := func(b Batch, wasFinished bool, n int) *sqlmock.Rows {
+		return prefixedBatchRows(b, map[string]driver.Value{"was_finished": wasFinished, "jobs_cancelled": int64(n)},
+			"was_finished", "jobs_cancelled")
+	}
+
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, cancelled.ID).WillReturnRows(row(cancelled, false, 1))
+	res, err := r.Cancel(ctx, tenant, cancelled.ID)
+	if err != nil || !res.Finished || res.JobsCancelled != 1 || !sameBatch(res.Batch, cancelled) {
+		t.Fatalf("Cancel = %+v, %v", res, err)
+	}
+	// Again: no change, no error.
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, cancelled.ID).WillReturnRows(row(cancelled, true, 0))
+	res, err = r.Cancel(ctx, tenant, cancelled.ID)
+	if err != nil || res.Finished || res.JobsCancelled != 0 {
+		t.Fatalf("Cancel again = %+v, %v", res, err)
+	}
+	// Completed: conflict.
+	completed := cancelled
+	completed.Status, completed.Cancelled, completed.Succeeded = BatchStatusCompleted, 0, 2
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).WillReturnRows(row(completed, true, 0))
+	res, err = r.Cancel(ctx, tenant, completed.ID)
+	if !errors.Is(err, sqladapter.ErrConflict) || res.Batch.Status != BatchStatusCompleted {
+		t.Fatalf("Cancel completed = %+v, %v; want ErrConflict", res, err)
+	}
+	// Missing.
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).
+		WillReturnRows(sqlmock.NewRows(append(append([]string{}, batchJoinCols[:len(batchJoinCols)-1]...), "was_finished", "jobs_cancelled")))
+	if _, err := r.Cancel(ctx, tenant, completed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
+		t.Fatalf("Cancel missing: %v, want ErrNotFound", err)
+	}
+	_, err = r.Cancel(ctx, uuid.Nil, completed.ID)
+	expectInvalid(t, err, "tenant")
+}
+
+func TestBatchesReconcileSQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockBatches(t)
+	ctx, tenant := context.Background(), uuid.New()
+	fixed := sampleBatch(tenant)
+	fixed.Total, fixed.Succeeded, fixed.Failed, fixed.Status, fixed.FinishedAt = 2, 1, 1, BatchStatusCompletedWithErrors, &jobTestTime
+	lockRows := func(finished bool) *sqlmock.Rows {
+		return sqlmock.NewRows([]string{"?column?"}).AddRow(finished)
+	}
+
+	// Finishes a straggler.
+	mock.ExpectBegin()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(lockRows(false))
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(prefixedBatchRows(fixed, nil))
+	mock.ExpectCommit()
+	res, err := r.Reconcile(ctx, tenant, fixed.ID)
+	if err != nil || !res.Finished || !sameBatch(res.Batch, fixed) {
+		t.Fatalf("Reconcile = %+v, %v", res, err)
+	}
+	// Already finished: counters fixed, not finished again.
+	mock.ExpectBegin()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(lockRows(true))
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(prefixedBatchRows(fixed, nil))
+	mock.ExpectCommit()
+	if res, err := r.Reconcile(ctx, tenant, fixed.ID); err != nil || res.Finished {
+		t.Fatalf("Reconcile again = %+v, %v", res, err)
+	}
+	// Missing: rolled back.
+	mock.ExpectBegin()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(sqlmock.NewRows([]string{"?column?"}))
+	mock.ExpectRollback()
+	if _, err := r.Reconcile(ctx, tenant, fixed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
+		t.Fatalf("Reconcile missing: %v, want ErrNotFound", err)
+	}
+	_, err = r.Reconcile(ctx, uuid.Nil, fixed.ID)
+	expectInvalid(t, err, "tenant")
+}
+
+// TestBatchesReconcileQueriers: Reconcile begins its transaction on a
+// plain *sqlx.DB too, and joins a transaction it is given.
+func TestBatchesReconcileQueriers(t *testing.T) {
+	t.Parallel()
+	db, mock := mocktest.New(t)
+	ctx, tenant := context.Background(), uuid.New()
+	b := sampleBatch(tenant)
+	expect := func() {
+		mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, b.ID).
+			WillReturnRows(sqlmock.NewRows([]string{"?column?"}).AddRow(false))
+		mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, b.ID).WillReturnRows(prefixedBatchRows(b, nil))
+	}
+
+	// *sqlx.DB: BeginTxx … Commit.
+	mock.ExpectBegin()
+	expect()
+	mock.ExpectCommit()
+	if _, err := New(db.DB).Batches.Reconcile(ctx, tenant, b.ID); err != nil {
+		t.Fatalf("on *sqlx.DB: %v", err)
+	}
+	// *sqlx.DB, failing: rolled back.
+	mock.ExpectBegin()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, b.ID).
+		WillReturnError(&pgconn.PgError{Code: "55P03", Message: "lock timeout"})
+	mock.ExpectRollback()
+	if _, err := New(db.DB).Batches.Reconcile(ctx, tenant, b.ID); !errors.Is(err, sqladapter.ErrTimeout) {
+		t.Fatalf("on *sqlx.DB, lock timeout: %v, want ErrTimeout", err)
+	}
+	// Inside the caller's transaction: no BEGIN or COMMIT of its own.
+	mock.ExpectBegin()
+	expect()
+	mock.ExpectCommit()
+	err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
+		_, err := New(tx).Batches.Reconcile(ctx, tenant, b.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("in a transaction: %v", err)
+	}
+}

@@ -1,0 +1,140 @@
+package repo_test
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/google/uuid"
+
+	"github.com/scrapersky/poolsafe/repo"
+	"github.com/scrapersky/poolsafe/sqladapter"
+)
+
+// containsSQL matches a statement that contains the expected text, so a
+// unit test of code built on the repositories can pin the statement it
+// expects by a distinctive part.
+var containsSQL = sqlmock.QueryMatcherFunc(func(want, got string) error {
+	if !strings.Contains(got, want) {
+		return fmt.Errorf("statement does not contain %q: %s", want, got)
+	}
+	return nil
+})
+
+// A worker loop: claim a few jobs, do the work, complete each; the call
+// that completes a batch's last job learns that the batch finished.
+func ExampleJobs_Claim() {
+	sqlDB, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(containsSQL))
+	if err != nil {
+		panic(err)
+	}
+	db := sqladapter.Wrap(sqlDB, "sqlmock")
+	defer db.Close()
+
+	tenant := uuid.MustParse("7f1c0c1e-4a0e-4d3b-9d1e-2b6f1f0e9a01")
+	batch := uuid.MustParse("0b8e2c6a-3b1d-4a57-8f11-5d9c1a7e2b02")
+	job := uuid.MustParse("c3d4e5f6-0718-4293-a4b5-c6d7e8f90a03")
+	mock.ExpectQuery("FOR UPDATE SKIP LOCKED").
+		WithArgs(10, "worker-1", int64(30000), tenant).
+		WillReturnRows(exampleJobRows(job, tenant, batch, "running"))
+	mock.ExpectQuery("state = 'succeeded'").
+		WithArgs(job, "worker-1", `{"pages":12}`).
+		WillReturnRows(exampleJobRows(job, tenant, batch, "succeeded", exampleBatchCols(batch, tenant)...))
+
+	ctx := context.Background()
+	jobs := repo.New(db).Jobs
+	claimed, err := jobs.Claim(ctx, &tenant, "worker-1", 10, 30*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	for _, j := range claimed {
+		// … scrape j.Payload's domain, calling jobs.Heartbeat before the
+		// lease runs out …
+		res, err := jobs.Complete(ctx, j.ID, "worker-1", json.RawMessage(`{"pages":12}`))
+		if errors.Is(err, repo.ErrLeaseLost) {
+			continue // rescued or cancelled meanwhile: drop the result
+		} else if err != nil {
+			panic(err)
+		}
+		fmt.Println(j.Kind, "job:", res.Job.State)
+		if res.BatchFinished {
+			fmt.Printf("batch finished: %s, %d of %d succeeded\n", res.Batch.Status, res.Batch.Succeeded, res.Batch.Total)
+		}
+	}
+	if err := mock.ExpectationsWereMet(); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// scan job: succeeded
+	// batch finished: completed, 1 of 1 succeeded
+}
+
+// Submitting a batch: domains are normalised and de-duplicated, and the
+// domains, the batch and one job per domain are written by one statement.
+func ExampleBatches_Create() {
+	sqlDB, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(containsSQL))
+	if err != nil {
+		panic(err)
+	}
+	db := sqladapter.Wrap(sqlDB, "sqlmock")
+	defer db.Close()
+
+	tenant := uuid.MustParse("7f1c0c1e-4a0e-4d3b-9d1e-2b6f1f0e9a01")
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	mock.ExpectQuery("INSERT INTO public.batches").
+		WithArgs(tenant, `{"example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3).
+		WillReturnRows(sqlmock.NewRows([]string{"id", "tenant_id", "name", "status", "total", "succeeded", "failed",
+			"cancelled", "finished_at", "created_at", "updated_at"}).
+			AddRow("0b8e2c6a-3b1d-4a57-8f11-5d9c1a7e2b02", tenant.String(), "nightly", "pending", 2, 0, 0, 0, nil, at, at))
+
+	batch, err := repo.New(db).Batches.Create(context.Background(), tenant,
+		[]string{"https://www.Example.com/", "example.com", "bücher.de"},
+		repo.BatchOptions{Name: "nightly"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s: %s, %d jobs, %.0f%% done\n", batch.Name, batch.Status, batch.Total, 100*batch.Progress())
+
+	_, err = repo.New(db).Batches.Create(context.Background(), tenant, []string{"example.com", "not a domain"}, repo.BatchOptions{})
+	fmt.Println(err)
+
+	if err := mock.ExpectationsWereMet(); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// nightly: pending, 2 jobs, 0% done
+	// repo: invalid domains[1]: "not a domain" is not a valid domain name: disallowed rune U+0020
+}
+
+// exampleJobRows is one job row as the claim and complete statements
+// return it, followed by the batch columns when given.
+func exampleJobRows(id, tenant, batch uuid.UUID, state string, batchVals ...driver.Value) *sqlmock.Rows {
+	cols := []string{"id", "tenant_id", "batch_id", "domain_id", "kind", "payload", "state", "priority", "run_at",
+		"attempts", "max_attempts", "locked_by", "lease_expires_at", "progress", "result", "last_error", "finished_at",
+		"created_at", "updated_at"}
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	var lockedBy, lease, finished driver.Value
+	if state == "running" {
+		lockedBy, lease = "worker-1", at.Add(30*time.Second)
+	} else {
+		finished = at
+	}
+	vals := []driver.Value{id.String(), tenant.String(), batch.String(), nil, "scan", []byte(`{"domain":"example.com"}`),
+		state, 0, at, 1, 3, lockedBy, lease, 0.0, []byte("null"), nil, finished, at, at}
+	if len(batchVals) > 0 {
+		cols = append(cols, "b_id", "b_tenant_id", "b_name", "b_status", "b_total", "b_succeeded", "b_failed",
+			"b_cancelled", "b_finished_at", "b_created_at", "b_updated_at", "b_just_finished")
+		vals = append(vals, batchVals...)
+	}
+	return sqlmock.NewRows(cols).AddRow(vals...)
+}
+
+func exampleBatchCols(batch, tenant uuid.UUID) []driver.Value {
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	return []driver.Value{batch.String(), tenant.String(), "nightly", "completed", 1, 1, 0, 0, at, at, at, true}
+}
