@@ -326,14 +326,7 @@ func (r *Batches) Create(ctx context.Context, tenant uuid.UUID, domains []string
 // Get returns a batch of the tenant with its counters (see
 // [Batch.Progress]), or an error matching sqladapter.ErrNotFound.
 func (r *Batches) Get(ctx context.Context, tenant, id uuid.UUID) (Batch, error) {
-	if err := requireTenant(tenant); err != nil {
-		return Batch{}, err
-	}
-	var b Batch
-	if err := r.q.GetContext(ctx, &b, r.sql(sqlBatchGet), tenant, id); err != nil {
-		return Batch{}, wrap("get batch", err)
-	}
-	return b, nil
+	return getRow[Batch](ctx, r.base, "get batch", sqlBatchGet, tenant, id)
 }
 
 // List returns one page of the tenant's batches that pass the filter,
@@ -345,21 +338,12 @@ func (r *Batches) List(ctx context.Context, tenant uuid.UUID, filter BatchFilter
 	if filter.Status != "" && !filter.Status.Valid() {
 		return BatchPage{}, invalid("status", "%q is not a batch status", filter.Status)
 	}
-	limit, offset, after, err := page.args()
+	items, next, err := selectPage[Batch](ctx, r.base, "list batches", sqlBatchList, page,
+		tenant, string(filter.Status))
 	if err != nil {
 		return BatchPage{}, err
 	}
-	items := []Batch{}
-	err = r.q.SelectContext(ctx, &items, r.sql(sqlBatchList),
-		tenant, string(filter.Status), after.createdAt, after.id, limit, offset)
-	if err != nil {
-		return BatchPage{}, wrap("list batches", err)
-	}
-	out := BatchPage{Items: items}
-	if n := len(items); n > 0 {
-		out.NextCursor = nextCursor(n, limit, cursor{createdAt: items[n-1].CreatedAt, id: items[n-1].ID})
-	}
-	return out, nil
+	return BatchPage{Items: items, NextCursor: next}, nil
 }
 
 // Cancel cancels a batch of the tenant in one statement: every queued or

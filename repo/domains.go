@@ -274,23 +274,15 @@ func (r *Domains) List(ctx context.Context, tenant uuid.UUID, filter DomainFilte
 	if filter.Status != "" && !filter.Status.Valid() {
 		return DomainPage{}, invalid("status", "%q is not a domain status (pending, active, blocked, error)", filter.Status)
 	}
-	limit, offset, after, err := page.args()
+	stmt, args := sqlDomainList, []any{tenant}
+	if filter.Status != "" {
+		stmt, args = sqlDomainListByStatus, []any{tenant, string(filter.Status)}
+	}
+	items, next, err := selectPage[Domain](ctx, r.base, "list domains", stmt, page, args...)
 	if err != nil {
 		return DomainPage{}, err
 	}
-	stmt, args := sqlDomainList, []any{tenant, after.createdAt, after.id, limit, offset}
-	if filter.Status != "" {
-		stmt, args = sqlDomainListByStatus, []any{tenant, string(filter.Status), after.createdAt, after.id, limit, offset}
-	}
-	items := []Domain{}
-	if err := r.q.SelectContext(ctx, &items, r.sql(stmt), args...); err != nil {
-		return DomainPage{}, wrap("list domains", err)
-	}
-	out := DomainPage{Items: items}
-	if n := len(items); n > 0 {
-		out.NextCursor = nextCursor(n, limit, cursor{createdAt: items[n-1].CreatedAt, id: items[n-1].ID})
-	}
-	return out, nil
+	return DomainPage{Items: items, NextCursor: next}, nil
 }
 
 // SetStatus sets a domain's status and returns the stored row. An unknown

@@ -667,14 +667,7 @@ func (r *Jobs) RescueExpired(ctx context.Context) (RescueResult, error) {
 // Get returns a job of the tenant, or an error matching
 // sqladapter.ErrNotFound.
 func (r *Jobs) Get(ctx context.Context, tenant, id uuid.UUID) (Job, error) {
-	if err := requireTenant(tenant); err != nil {
-		return Job{}, err
-	}
-	var j Job
-	if err := r.q.GetContext(ctx, &j, r.sql(sqlJobGet), tenant, id); err != nil {
-		return Job{}, wrap("get job", err)
-	}
-	return j, nil
+	return getRow[Job](ctx, r.base, "get job", sqlJobGet, tenant, id)
 }
 
 // List returns one page of the tenant's jobs that pass the filter, oldest
@@ -690,21 +683,12 @@ func (r *Jobs) List(ctx context.Context, tenant uuid.UUID, filter JobFilter, pag
 	if filter.BatchID != nil {
 		batch = *filter.BatchID
 	}
-	limit, offset, after, err := page.args()
+	items, next, err := selectPage[Job](ctx, r.base, "list jobs", sqlJobList, page,
+		tenant, string(filter.State), batch, filter.Kind)
 	if err != nil {
 		return JobPage{}, err
 	}
-	items := []Job{}
-	err = r.q.SelectContext(ctx, &items, r.sql(sqlJobList),
-		tenant, string(filter.State), batch, filter.Kind, after.createdAt, after.id, limit, offset)
-	if err != nil {
-		return JobPage{}, wrap("list jobs", err)
-	}
-	out := JobPage{Items: items}
-	if n := len(items); n > 0 {
-		out.NextCursor = nextCursor(n, limit, cursor{createdAt: items[n-1].CreatedAt, id: items[n-1].ID})
-	}
-	return out, nil
+	return JobPage{Items: items, NextCursor: next}, nil
 }
 
 // transition runs a job-to-final statement (see sqlJobTally). No row means

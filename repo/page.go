@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -92,4 +93,32 @@ func nextCursor(n, limit int, last cursor) string {
 		return ""
 	}
 	return last.encode()
+}
+
+// keyed is an item of a list ordered by (created_at, id).
+type keyed interface{ pageKey() cursor }
+
+func (p Profile) pageKey() cursor { return cursor{createdAt: p.CreatedAt, id: p.ID} }
+func (d Domain) pageKey() cursor  { return cursor{createdAt: d.CreatedAt, id: d.ID} }
+func (j Job) pageKey() cursor     { return cursor{createdAt: j.CreatedAt, id: j.ID} }
+func (b Batch) pageKey() cursor   { return cursor{createdAt: b.CreatedAt, id: b.ID} }
+
+// selectPage runs a list statement whose last four parameters are the page
+// position (created_at, id), limit and offset, after args, and returns the
+// items and the cursor of the next page ("" after the last).
+func selectPage[T keyed](ctx context.Context, b base, op, stmt string, page Page, args ...any) ([]T, string, error) {
+	limit, offset, after, err := page.args()
+	if err != nil {
+		return nil, "", err
+	}
+	items := []T{}
+	args = append(args, after.createdAt, after.id, limit, offset)
+	if err := b.q.SelectContext(ctx, &items, b.sql(stmt), args...); err != nil {
+		return nil, "", wrap(op, err)
+	}
+	next := ""
+	if n := len(items); n > 0 {
+		next = nextCursor(n, limit, items[n-1].pageKey())
+	}
+	return items, next, nil
 }

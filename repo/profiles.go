@@ -127,14 +127,7 @@ func (r *Profiles) Create(ctx context.Context, tenant uuid.UUID, in NewProfile) 
 // Get returns a profile of the tenant, or an error matching
 // sqladapter.ErrNotFound.
 func (r *Profiles) Get(ctx context.Context, tenant, id uuid.UUID) (Profile, error) {
-	if err := requireTenant(tenant); err != nil {
-		return Profile{}, err
-	}
-	var p Profile
-	if err := r.q.GetContext(ctx, &p, r.sql(sqlProfileGet), tenant, id); err != nil {
-		return Profile{}, wrap("get profile", err)
-	}
-	return p, nil
+	return getRow[Profile](ctx, r.base, "get profile", sqlProfileGet, tenant, id)
 }
 
 // Update changes the set fields of a profile in one statement and returns
@@ -203,19 +196,11 @@ func (r *Profiles) List(ctx context.Context, tenant uuid.UUID, page Page) (Profi
 	if err := requireTenant(tenant); err != nil {
 		return ProfilePage{}, err
 	}
-	limit, offset, after, err := page.args()
+	items, next, err := selectPage[Profile](ctx, r.base, "list profiles", sqlProfileList, page, tenant)
 	if err != nil {
 		return ProfilePage{}, err
 	}
-	items := []Profile{}
-	if err := r.q.SelectContext(ctx, &items, r.sql(sqlProfileList), tenant, after.createdAt, after.id, limit, offset); err != nil {
-		return ProfilePage{}, wrap("list profiles", err)
-	}
-	out := ProfilePage{Items: items}
-	if n := len(items); n > 0 {
-		out.NextCursor = nextCursor(n, limit, cursor{createdAt: items[n-1].CreatedAt, id: items[n-1].ID})
-	}
-	return out, nil
+	return ProfilePage{Items: items, NextCursor: next}, nil
 }
 
 // requireTenant rejects the nil UUID as a tenant.

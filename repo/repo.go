@@ -1,9 +1,12 @@
 package repo
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
 )
@@ -98,4 +101,17 @@ func wrap(op string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", op, sqladapter.Classify(err))
+}
+
+// getRow runs a statement whose first parameter is the tenant and scans
+// its one row into a T.
+func getRow[T any](ctx context.Context, b base, op, stmt string, tenant uuid.UUID, args ...any) (T, error) {
+	var v T
+	if err := requireTenant(tenant); err != nil {
+		return v, err
+	}
+	if err := b.q.GetContext(ctx, &v, b.sql(stmt), append([]any{tenant}, args...)...); err != nil {
+		return v, wrap(op, err)
+	}
+	return v, nil
 }
