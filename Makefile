@@ -6,7 +6,7 @@ STACK := scripts/pgstack.sh
 # Load the local stack's URLs into the environment of one recipe line.
 WITH_STACK := eval "$$(bash $(STACK) env)" &&
 
-.PHONY: all setup stack-up stack-down stack-status test unit demo lint fuzz
+.PHONY: all setup stack-up stack-down stack-status test unit demo examples lint fuzz
 
 all: lint test
 
@@ -45,8 +45,22 @@ demo: setup
 		$(GO) run ./examples/demo; \
 	else \
 		bash $(STACK) up >/dev/null; \
-		$(WITH_STACK) DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DB_POOL_MODE=transaction $(GO) run ./examples/demo; \
+		$(WITH_STACK) DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DIRECT_URL="$$POOLSAFE_TEST_DIRECT_URL" \
+			DB_POOL_MODE=transaction $(GO) run ./examples/demo $(DEMO_FLAGS); \
 	fi
+
+## examples: build every example and run the runnable ones briefly through the transaction pooler (CI)
+examples: setup stack-up
+	$(GO) build ./examples/...
+	$(WITH_STACK) export DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DIRECT_URL="$$POOLSAFE_TEST_DIRECT_URL" DB_POOL_MODE=transaction && \
+		$(GO) run ./examples/demo -short && \
+		for d in pgx pq; do \
+			DB_DRIVER=$$d $(GO) run ./examples/quickstart >/dev/null && \
+			DB_DRIVER=$$d $(GO) run ./examples/existing-codebase >/dev/null && \
+			DB_DRIVER=$$d $(GO) run ./examples/metrics -once >/dev/null || exit 1; \
+		done && \
+		diff <(DB_DRIVER=pgx $(GO) run ./examples/swapdriver) <(DB_DRIVER=pq $(GO) run ./examples/swapdriver) && \
+		echo "examples: all ran; swapdriver output identical on pgx and pq"
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
