@@ -56,6 +56,22 @@
 // the statement once per SQL text (one self-contained round trip, cached),
 // and only for statements that have a []byte argument.
 //
+// # PgBouncer and Supabase's pooler
+//
+// Behind a transaction-mode pooler every statement outside a transaction may
+// run on a different server connection, so the wrapper (with
+// ClientSidePrepare, as driverconf sets it in transaction mode) never leaves
+// anything on one: no named statement (wire-level tests in the conformance
+// suite count zero named Parse messages), every query one self-contained
+// round trip, settings only with set_config(…, true) inside [DB.InTx]. What
+// it cannot make safe, it does not do: LISTEN/NOTIFY, session advisory
+// locks, temporary tables that outlive a transaction and session-level SET
+// need a session — open those connections on a direct or session-mode URL.
+// A context that ends cancels the statement the driver's usual way (lib/pq
+// and pgx send a cancel request, which PgBouncer forwards to the right
+// server connection); note PgBouncer 1.18 can crash on a racy cancel
+// request (fixed in later releases).
+//
 // # Transactions
 //
 // [DB.InTx] runs a function in a transaction with the configured isolation
