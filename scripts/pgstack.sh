@@ -638,8 +638,9 @@ cmd_up() {
 # ---------------------------------------------------------------------------
 
 # PgBouncer 1.18 (Debian 12) can exit on a cancel-request race
-# ("FATAL … disconnect_client(): bad client state: 0", fixed upstream in
-# later releases). The watchdog restarts it within a fraction of a second
+# ("FATAL … disconnect_client(): bad client state: 0", pgbouncer issue
+# #801; seen here under the test suite's cancellations). The watchdog
+# restarts it within a fraction of a second
 # so one crash does not take the rest of a test run down with it; every
 # restart is logged to watchdog.log.
 start_watchdog() {

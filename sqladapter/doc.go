@@ -69,8 +69,8 @@
 // need a session — open those connections on a direct or session-mode URL.
 // A context that ends cancels the statement the driver's usual way (lib/pq
 // and pgx send a cancel request, which PgBouncer forwards to the right
-// server connection); note PgBouncer 1.18 can crash on a racy cancel
-// request (fixed in later releases).
+// server connection); note that PgBouncer 1.18 can exit on a racy cancel
+// request ("bad client state: 0", pgbouncer issue #801).
 //
 // # Transactions
 //
