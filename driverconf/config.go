@@ -282,7 +282,7 @@ func (c Config) String() string {
 		fmt.Fprintf(&b, ", DirectURL: %q", RedactURL(c.DirectURL))
 	}
 	fmt.Fprintf(&b, ", Driver: %q, PoolMode: %q", c.Driver, c.PoolMode)
-	if c.PgxExecMode != "" {
+	if c.PgxExecMode != "" && c.Driver != PQ {
 		fmt.Fprintf(&b, ", PgxExecMode: %q", c.PgxExecMode)
 	}
 	fmt.Fprintf(&b, ", MaxOpenConns: %d, MaxIdleConns: %d", c.MaxOpenConns, c.MaxIdleConns)
@@ -330,7 +330,7 @@ func (c Config) LogValue() slog.Value {
 	if c.DirectURL != "" {
 		attrs = append(attrs, slog.String("direct_url", RedactURL(c.DirectURL)))
 	}
-	if c.PgxExecMode != "" {
+	if c.PgxExecMode != "" && c.Driver != PQ {
 		attrs = append(attrs, slog.String("pgx_exec_mode", string(c.PgxExecMode)))
 	}
 	return slog.GroupValue(attrs...)
