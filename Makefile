@@ -55,10 +55,10 @@ examples: setup stack-up
 	$(WITH_STACK) export DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DIRECT_URL="$$POOLSAFE_TEST_DIRECT_URL" DB_POOL_MODE=transaction && \
 		$(GO) run ./examples/demo -short && \
 		for d in pgx pq; do \
-			DB_DRIVER=$$d $(GO) run ./examples/quickstart >/dev/null && \
-			DB_DRIVER=$$d $(GO) run ./examples/existing-codebase >/dev/null && \
-			DB_DRIVER=$$d $(GO) run ./examples/metrics -once >/dev/null && \
-			DB_DRIVER=$$d $(GO) run ./examples/worker -seed 50 -exit-when-idle >/dev/null 2>&1 || { echo "worker example failed ($$d)"; DB_DRIVER=$$d $(GO) run ./examples/worker -seed 20 -exit-when-idle; exit 1; }; \
+			DB_DRIVER=$$d $(GO) run ./examples/quickstart >/dev/null || exit 1; \
+			DB_DRIVER=$$d $(GO) run ./examples/existing-codebase >/dev/null || exit 1; \
+			DB_DRIVER=$$d $(GO) run ./examples/metrics -once >/dev/null || exit 1; \
+			DB_DRIVER=$$d $(GO) run ./examples/worker -seed 50 -exit-when-idle 2>/dev/null || exit 1; \
 		done && \
 		diff <(DB_DRIVER=pgx $(GO) run ./examples/swapdriver) <(DB_DRIVER=pq $(GO) run ./examples/swapdriver) && \
 		echo "examples: all ran; swapdriver output identical on pgx and pq"

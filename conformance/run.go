@@ -37,9 +37,11 @@ type topic struct {
 
 var topics = []topic{
 	{"adapter", adapterTests},
+	{"errors", errorTests},
 	{"values", valueTests},
 	{"hostility", hostilityTests},
 	{"wire", wireTests},
+	{"repos", repoTests},
 }
 
 // Run runs the whole suite against target as subtests named
