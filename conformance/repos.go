@@ -1,0 +1,161 @@
+package conformance
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/scrapersky/poolsafe/driverconf"
+	"github.com/scrapersky/poolsafe/repo"
+)
+
+// repoTests runs the repositories — profiles, domains, jobs, batches —
+// and their migrations on the target: every behaviour of the repo
+// package, against a real database, through the URL under test.
+// The tests are in repos_*.go, one file per repository.
+func repoTests(t *testing.T, r *run) {
+	migrateTests(t, r)
+	profileTests(t, r)
+	domainTests(t, r)
+	jobTests(t, r)
+	batchTests(t, r)
+}
+
+// repoEnv is what a repository test works with: the repositories over the
+// target's handle (through the run's tap), in a freshly migrated schema,
+// and a tenant of its own.
+type repoEnv struct {
+	*env
+	repos  *repo.Repos
+	tenant uuid.UUID
+}
+
+// repoEnv creates a schema, migrates it with the target's configuration
+// (over DirectURL when the target is a transaction pooler, as
+// [repo.Migrate] does) and opens the repositories on it.
+func (r *run) repoEnv(t *testing.T) *repoEnv {
+	t.Helper()
+	e := r.newEnv(t)
+	if err := repo.Migrate(e.ctx, e.raw, repo.WithSchema(e.schema)); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return &repoEnv{env: e, repos: repo.New(e.db, repo.WithSchema(e.schema)), tenant: uuid.New()}
+}
+
+// size picks a heavy test's size: full on a target that swaps server
+// connections, small elsewhere. Volume is what makes a statement, a Bind
+// or an array parameter that crossed to another client's server
+// connection show up, and only a transaction pooler (here with two server
+// connections for everyone) swaps them; direct and session targets keep
+// one server connection per client, so the same statements and the same
+// assertions run there at a size that keeps the nine-target matrix
+// within its time budget.
+func (r *run) size(full, small int) int {
+	if r.target.swapsConnections() {
+		return full
+	}
+	return small
+}
+
+// otherDriver returns cfg opening the same URL and pool mode with the
+// other driver, for tests that mix both drivers on the same rows.
+func otherDriver(cfg driverconf.Config) driverconf.Config {
+	if cfg.WithDefaults().Driver == driverconf.PGX {
+		cfg.Driver, cfg.PgxExecMode = driverconf.PQ, ""
+	} else {
+		cfg.Driver, cfg.PgxExecMode = driverconf.PGX, driverconf.ExecModeExec
+	}
+	return cfg
+}
+
+// count returns the number of rows of table in the schema for the tenant.
+func (e *repoEnv) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	if err := e.db.GetContext(e.ctx, &n, "SELECT count(*) FROM "+e.schema+"."+table+" WHERE tenant_id = $1", e.tenant); err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	return n
+}
+
+// exec runs a statement on the schema: "{s}" becomes its name. Tests use
+// it to arrange states the API does not offer (time travel, tampered
+// counters).
+func (e *repoEnv) exec(t *testing.T, stmt string, args ...any) {
+	t.Helper()
+	if _, err := e.db.ExecContext(e.ctx, strings.ReplaceAll(stmt, "{s}", e.schema), args...); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// dbNow is the database's clock.
+func (e *repoEnv) dbNow(t *testing.T) time.Time {
+	t.Helper()
+	var now time.Time
+	if err := e.db.GetContext(e.ctx, &now, "SELECT now()"); err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+// migrateTests: the migrations apply, report their version, roll back and
+// apply again with the target's configuration.
+func migrateTests(t *testing.T, r *run) {
+	r.test(t, "Migrate/UpDown", func(t *testing.T) {
+		e := r.repoEnv(t)
+		cfg := e.raw
+		tables := func() int {
+			var n int
+			err := e.db.GetContext(e.ctx, &n, `SELECT count(*) FROM information_schema.tables
+				WHERE table_schema = $1 AND table_name IN ('profiles', 'domains', 'batches', 'jobs')`, e.schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := tables(); n != 4 {
+			t.Fatalf("after Migrate: %d of 4 tables", n)
+		}
+		v, err := repo.MigrationVersion(e.ctx, cfg, repo.WithSchema(e.schema))
+		if err != nil || v != 1 {
+			t.Fatalf("MigrationVersion = %d, %v; want 1", v, err)
+		}
+		// Migrate is idempotent.
+		if err := repo.Migrate(e.ctx, cfg, repo.WithSchema(e.schema)); err != nil {
+			t.Fatalf("second Migrate: %v", err)
+		}
+		if err := repo.MigrateDown(e.ctx, cfg, repo.WithSchema(e.schema)); err != nil {
+			t.Fatalf("MigrateDown: %v", err)
+		}
+		if n := tables(); n != 0 {
+			t.Fatalf("after MigrateDown: %d tables left", n)
+		}
+		if v, err := repo.MigrationVersion(e.ctx, cfg, repo.WithSchema(e.schema)); err != nil || v != 0 {
+			t.Fatalf("MigrationVersion after down = %d, %v; want 0", v, err)
+		}
+		if err := repo.Migrate(e.ctx, cfg, repo.WithSchema(e.schema)); err != nil {
+			t.Fatalf("Migrate again: %v", err)
+		}
+		if n := tables(); n != 4 {
+			t.Fatalf("after Migrate again: %d of 4 tables", n)
+		}
+	})
+}
+
+// sameJSONValue reports whether two JSON documents hold the same value
+// (jsonb does not keep spacing or key order).
+func sameJSONValue(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Fatalf("unmarshal %s: %v", a, err)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatalf("unmarshal %s: %v", b, err)
+	}
+	return reflect.DeepEqual(va, vb)
+}
