@@ -29,12 +29,23 @@ func doneWith(a *acquireCtx, err error, keep bool) {
 	}
 }
 
+// ctxErr classifies an error that database/sql returned without asking the
+// driver — it gave up waiting for a connection because ctx ended — so that
+// it matches ErrTimeout or ErrCanceled like a driver's. Other errors pass
+// unchanged (the connection classified them; sql.ErrNoRows stays itself).
+func ctxErr(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	return ClassifyContext(ctx, err)
+}
+
 // ExecContext is sql.DB.ExecContext with the acquire timeout.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	c, a := db.acq(ctx)
 	r, err := db.DB.ExecContext(c, query, args...)
 	doneWith(a, err, false)
-	return r, err
+	return r, ctxErr(ctx, err)
 }
 
 // Exec is ExecContext with context.Background.
@@ -47,7 +58,7 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	c, a := db.acq(ctx)
 	r, err := db.DB.QueryContext(c, query, args...)
 	doneWith(a, err, true)
-	return r, err
+	return r, ctxErr(ctx, err)
 }
 
 // Query is QueryContext with context.Background.
@@ -73,7 +84,7 @@ func (db *DB) QueryxContext(ctx context.Context, query string, args ...any) (*sq
 	c, a := db.acq(ctx)
 	r, err := db.DB.QueryxContext(c, query, args...)
 	doneWith(a, err, true)
-	return r, err
+	return r, ctxErr(ctx, err)
 }
 
 // Queryx is QueryxContext with context.Background.
@@ -96,7 +107,7 @@ func (db *DB) QueryRowx(query string, args ...any) *sqlx.Row {
 
 // GetContext is sqlx.DB.GetContext with the acquire timeout.
 func (db *DB) GetContext(ctx context.Context, dest any, query string, args ...any) error {
-	return sqlx.GetContext(ctx, db, dest, query, args...)
+	return ctxErr(ctx, sqlx.GetContext(ctx, db, dest, query, args...))
 }
 
 // Get is GetContext with context.Background.
@@ -106,7 +117,7 @@ func (db *DB) Get(dest any, query string, args ...any) error {
 
 // SelectContext is sqlx.DB.SelectContext with the acquire timeout.
 func (db *DB) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
-	return sqlx.SelectContext(ctx, db, dest, query, args...)
+	return ctxErr(ctx, sqlx.SelectContext(ctx, db, dest, query, args...))
 }
 
 // Select is SelectContext with context.Background.
@@ -116,7 +127,8 @@ func (db *DB) Select(dest any, query string, args ...any) error {
 
 // NamedExecContext is sqlx.DB.NamedExecContext with the acquire timeout.
 func (db *DB) NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error) {
-	return sqlx.NamedExecContext(ctx, db, query, arg)
+	r, err := sqlx.NamedExecContext(ctx, db, query, arg)
+	return r, ctxErr(ctx, err)
 }
 
 // NamedExec is NamedExecContext with context.Background.
@@ -126,7 +138,8 @@ func (db *DB) NamedExec(query string, arg any) (sql.Result, error) {
 
 // NamedQueryContext is sqlx.DB.NamedQueryContext with the acquire timeout.
 func (db *DB) NamedQueryContext(ctx context.Context, query string, arg any) (*sqlx.Rows, error) {
-	return sqlx.NamedQueryContext(ctx, db, query, arg)
+	r, err := sqlx.NamedQueryContext(ctx, db, query, arg)
+	return r, ctxErr(ctx, err)
 }
 
 // NamedQuery is NamedQueryContext with context.Background.
@@ -153,7 +166,7 @@ func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 	c, a := db.acq(ctx)
 	s, err := db.DB.PrepareContext(c, query)
 	doneWith(a, err, false)
-	return s, err
+	return s, ctxErr(ctx, err)
 }
 
 // Prepare is PrepareContext with context.Background.
@@ -166,7 +179,7 @@ func (db *DB) PreparexContext(ctx context.Context, query string) (*sqlx.Stmt, er
 	c, a := db.acq(ctx)
 	s, err := db.DB.PreparexContext(c, query)
 	doneWith(a, err, false)
-	return s, err
+	return s, ctxErr(ctx, err)
 }
 
 // Preparex is PreparexContext with context.Background.
@@ -179,7 +192,7 @@ func (db *DB) PrepareNamedContext(ctx context.Context, query string) (*sqlx.Name
 	c, a := db.acq(ctx)
 	s, err := db.DB.PrepareNamedContext(c, query)
 	doneWith(a, err, false)
-	return s, err
+	return s, ctxErr(ctx, err)
 }
 
 // PrepareNamed is PrepareNamedContext with context.Background.
@@ -192,7 +205,7 @@ func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 	c, a := db.acq(ctx)
 	tx, err := db.DB.BeginTx(c, opts)
 	doneWith(a, err, true)
-	return tx, err
+	return tx, ctxErr(ctx, err)
 }
 
 // Begin is BeginTx with context.Background.
@@ -203,7 +216,7 @@ func (db *DB) BeginTxx(ctx context.Context, opts *sql.TxOptions) (*sqlx.Tx, erro
 	c, a := db.acq(ctx)
 	tx, err := db.DB.BeginTxx(c, opts)
 	doneWith(a, err, true)
-	return tx, err
+	return tx, ctxErr(ctx, err)
 }
 
 // Beginx is BeginTxx with context.Background.
@@ -226,7 +239,7 @@ func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
 	c, a := db.acq(ctx)
 	conn, err := db.DB.Conn(c)
 	doneWith(a, err, false)
-	return conn, err
+	return conn, ctxErr(ctx, err)
 }
 
 // Connx is sqlx.DB.Connx with the acquire timeout.
@@ -234,7 +247,7 @@ func (db *DB) Connx(ctx context.Context) (*sqlx.Conn, error) {
 	c, a := db.acq(ctx)
 	conn, err := db.DB.Connx(c)
 	doneWith(a, err, false)
-	return conn, err
+	return conn, ctxErr(ctx, err)
 }
 
 // PingContext is sql.DB.PingContext with the acquire timeout.
@@ -242,7 +255,7 @@ func (db *DB) PingContext(ctx context.Context) error {
 	c, a := db.acq(ctx)
 	err := db.DB.PingContext(c)
 	doneWith(a, err, false)
-	return err
+	return ctxErr(ctx, err)
 }
 
 // Ping is PingContext with context.Background.

@@ -7,6 +7,9 @@
 package wiretap
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -128,37 +131,66 @@ func (t *Tap) accept() {
 	}
 }
 
-// decode forwards every byte from client to server and decodes the same
-// bytes as frontend messages.
+// decode reads what the client sends one message at a time, decodes and
+// counts it with pgproto3, and only then forwards its bytes: by the time the
+// client can see an answer, the message that asked for it is counted.
 func (t *Tap) decode(client, server net.Conn) {
-	src := &readErr{r: io.TeeReader(client, server)}
-	be := pgproto3.NewBackend(src, io.Discard)
+	r := bufio.NewReader(client)
+	// Startup phase: length-prefixed messages without a type byte
+	// (SSLRequest and GSSEncRequest are answered by the server, then the
+	// client goes on with its StartupMessage).
 	for {
-		msg, err := be.ReceiveStartupMessage()
+		frame, err := readFrame(r, false)
 		if err != nil {
+			return
+		}
+		msg, _ := pgproto3.NewBackend(bytes.NewReader(frame), io.Discard).ReceiveStartupMessage()
+		if _, err := server.Write(frame); err != nil {
 			return
 		}
 		if _, ok := msg.(*pgproto3.StartupMessage); ok {
 			break
 		}
-		// SSLRequest / GSSEncRequest: the server answers, the client goes on.
-	}
-	for {
-		msg, err := be.Receive()
-		if err != nil {
-			if src.err != nil {
-				return // the connection ended
-			}
-			// A message pgproto3 cannot decode without following the
-			// authentication exchange (SASL 'p' messages): its body was
-			// read, so decoding stays in step.
-			continue
-		}
-		t.count(msg)
-		if _, ok := msg.(*pgproto3.Terminate); ok {
+		if _, ok := msg.(*pgproto3.CancelRequest); ok {
 			return
 		}
 	}
+	for {
+		frame, err := readFrame(r, true)
+		if err != nil {
+			return
+		}
+		// Authentication messages ('p') cannot be decoded without following
+		// the exchange; they are forwarded uncounted.
+		if msg, err := pgproto3.NewBackend(bytes.NewReader(frame), io.Discard).Receive(); err == nil {
+			t.count(msg)
+		}
+		if _, err := server.Write(frame); err != nil {
+			return
+		}
+		if frame[0] == 'X' { // Terminate
+			return
+		}
+	}
+}
+
+// readFrame reads one protocol message: [type byte] int32 length, body.
+func readFrame(r *bufio.Reader, typed bool) ([]byte, error) {
+	head := 4
+	if typed {
+		head = 5
+	}
+	hdr, err := r.Peek(head)
+	if err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[head-4:]))
+	if n < 4 || n > 1<<30 {
+		return nil, errors.New("wiretap: bad message length")
+	}
+	frame := make([]byte, head-4+n)
+	_, err = io.ReadFull(r, frame)
+	return frame, err
 }
 
 func (t *Tap) count(msg pgproto3.FrontendMessage) {
@@ -188,19 +220,4 @@ func (t *Tap) count(msg pgproto3.FrontendMessage) {
 			c.Query++
 		}
 	}
-}
-
-// readErr remembers the error that ended reading, to tell it from a
-// message that did not decode.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil {
-		r.err = err
-	}
-	return n, err
 }
