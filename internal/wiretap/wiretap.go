@@ -152,6 +152,9 @@ func (t *Tap) decode(client, server net.Conn) {
 			break
 		}
 		if _, ok := msg.(*pgproto3.CancelRequest); ok {
+			// The server closes a cancel connection when it is done;
+			// closing it first makes PgBouncer 1.18 exit (pgbouncer #801).
+			_, _ = io.Copy(io.Discard, r)
 			return
 		}
 	}
