@@ -6,7 +6,7 @@ STACK := scripts/pgstack.sh
 # Load the local stack's URLs into the environment of one recipe line.
 WITH_STACK := eval "$$(bash $(STACK) env)" &&
 
-.PHONY: all setup stack-up stack-down stack-status test unit demo examples lint fuzz
+.PHONY: all setup stack-up stack-down stack-status test unit conformance bench demo examples lint fuzz
 
 all: lint test
 
@@ -33,6 +33,17 @@ test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY)
 	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m ./...
 	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
+
+## conformance: only the conformance matrix (9 targets), with its summary
+conformance: setup stack-up
+	rm -f $(CONFORMANCE_SUMMARY)
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -run TestMatrix ./conformance
+	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
+
+BENCHFLAGS ?= -count 6
+## bench: driver settings and the wrapper's cost, side by side with the raw drivers and pgxpool (compare with benchstat)
+bench: setup stack-up
+	$(WITH_STACK) $(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./driverconf ./sqladapter
 
 ## unit: tests that need no database (database tests skip loudly)
 unit:
