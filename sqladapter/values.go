@@ -102,9 +102,9 @@ type rows struct {
 }
 
 func newRows(base driver.Rows, ctx context.Context) *rows {
-	r := &rows{base: base, ctx: ctx}
-	r.initKinds()
-	return r
+	// Column kinds are looked up on first need: a result without
+	// time.Time or []byte values never asks the driver for type names.
+	return &rows{base: base, ctx: ctx}
 }
 
 func (r *rows) initKinds() {
@@ -139,6 +139,12 @@ func (r *rows) Next(dest []driver.Value) error {
 		return ClassifyContext(r.ctx, err)
 	}
 	for i, v := range dest {
+		switch v.(type) {
+		case time.Time, []byte:
+			if r.kinds == nil {
+				r.initKinds()
+			}
+		}
 		switch v := v.(type) {
 		case time.Time:
 			if r.kinds[i] == colTimeOfDay {
@@ -170,7 +176,7 @@ func (r *rows) NextResultSet() error {
 	if err := n.NextResultSet(); err != nil {
 		return err
 	}
-	r.initKinds()
+	r.kinds = nil // the next result set has columns of its own
 	return nil
 }
 
@@ -193,6 +199,9 @@ func (r *rows) ColumnTypeScanType(i int) reflect.Type {
 		return reflect.TypeFor[any]()
 	}
 	st := t.ColumnTypeScanType(i)
+	if r.kinds == nil {
+		r.initKinds()
+	}
 	switch {
 	case r.kinds[i] == colTimeOfDay:
 		return typeString
