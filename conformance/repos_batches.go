@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -241,6 +243,168 @@ func batchTests(t *testing.T, r *run) {
 				(failed.Load() > 0 && got.Status != repo.BatchStatusCompletedWithErrors) {
 				t.Fatalf("round %d: batch = %+v, %d failed", round, got, failed.Load())
 			}
+		}
+	})
+	// Batches/FinishNotices: finishes whose reports were lost (the
+	// Transitions are dropped, as a cut connection would) are still claimed
+	// later — each exactly once, by concurrent sweepers racing workers that
+	// claim one batch each — and every claim can be repeated with its key.
+	r.test(t, "Batches/FinishNotices", func(t *testing.T) {
+		e := r.repoEnv(t)
+		batches := e.repos.Batches
+		nBatches := r.size(24, 8)
+		ids := make([]uuid.UUID, nBatches)
+		for i := range ids {
+			ids[i] = e.createBatch(t, domainNames(3, fmt.Sprintf("n%d-%%d.example.net", i)), repo.BatchOptions{MaxAttempts: 1}).ID
+		}
+		open := e.createBatch(t, []string{"open.example.net"}, repo.BatchOptions{})
+		// Finish every batch but open; every report is lost.
+		for {
+			jobs, err := e.repos.Jobs.Claim(e.ctx, &e.tenant, "lossy", 10, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(jobs) == 0 {
+				break
+			}
+			for _, j := range jobs {
+				if *j.BatchID == open.ID {
+					continue
+				}
+				if _, err := e.repos.Jobs.Complete(e.ctx, j.ID, "lossy", nil); err != nil { // Transition dropped
+					t.Fatal(err)
+				}
+			}
+		}
+		// Too young for a sweep that leaves workers a minute.
+		if got, err := batches.ClaimFinishNotices(e.ctx, &e.tenant, "early", 100, time.Minute); err != nil || len(got) != 0 {
+			t.Fatalf("sweep of young finishes = %d batches, %v", len(got), err)
+		}
+		// Unfinished: nothing to claim, and the open batch is never swept.
+		if b, claimed, err := batches.ClaimFinished(e.ctx, e.tenant, open.ID, "w"); err != nil || claimed || b.ID != open.ID || b.Finished() {
+			t.Fatalf("ClaimFinished of an open batch = %+v, %v, %v", b, claimed, err)
+		}
+
+		var (
+			mu    sync.Mutex
+			wins  = map[uuid.UUID][]string{} // batch → keys that got it
+			keyOf = map[string][]uuid.UUID{} // sweep key → batches it got
+			errs  []error
+			wg    sync.WaitGroup
+		)
+		record := func(key string, got []repo.Batch, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			for _, b := range got {
+				if !b.Finished() || b.TenantID != e.tenant {
+					errs = append(errs, fmt.Errorf("%s got %+v", key, b))
+				}
+				wins[b.ID] = append(wins[b.ID], key)
+				keyOf[key] = append(keyOf[key], b.ID)
+			}
+		}
+		for s := range 4 { // sweepers, two per batch at a time, fresh key per sweep
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					key := fmt.Sprintf("sweeper-%d:%d", s, n)
+					got, err := batches.ClaimFinishNotices(e.ctx, &e.tenant, key, 2, 0)
+					record(key, got, err)
+					if err != nil || len(got) == 0 {
+						return
+					}
+				}
+			}()
+		}
+		for w := range 4 { // workers, each trying every batch
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := fmt.Sprintf("worker-%d", w)
+				for i := range ids {
+					b, claimed, err := batches.ClaimFinished(e.ctx, e.tenant, ids[(i+w*5)%len(ids)], key)
+					if claimed {
+						record(key, []repo.Batch{b}, err)
+					} else if err != nil {
+						record(key, nil, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if len(wins[id]) != 1 {
+				t.Fatalf("batch %s claimed by %v, want exactly one claimer", id, wins[id])
+			}
+			var by string
+			if err := e.db.GetContext(e.ctx, &by, "SELECT finish_claimed_by FROM "+e.schema+".batches WHERE id = $1", id); err != nil || by != wins[id][0] {
+				t.Fatalf("batch %s stored as claimed by %q (%v), want %q", id, by, err, wins[id][0])
+			}
+		}
+		if len(wins) != nBatches {
+			t.Fatalf("%d batches claimed, want %d", len(wins), nBatches)
+		}
+		// Every claim can be repeated with its key, and only with its key.
+		for _, id := range ids {
+			key := wins[id][0]
+			if !strings.HasPrefix(key, "worker-") {
+				continue
+			}
+			if _, claimed, err := batches.ClaimFinished(e.ctx, e.tenant, id, key); err != nil || !claimed {
+				t.Fatalf("repeated ClaimFinished by %s = %v, %v; want claimed", key, claimed, err)
+			}
+			if _, claimed, err := batches.ClaimFinished(e.ctx, e.tenant, id, "latecomer"); err != nil || claimed {
+				t.Fatalf("ClaimFinished of %s's notice by another = %v, %v", key, claimed, err)
+			}
+		}
+		for key, got := range keyOf {
+			if !strings.HasPrefix(key, "sweeper-") || len(got) == 0 {
+				continue
+			}
+			again, err := batches.ClaimFinishNotices(e.ctx, &e.tenant, key, 2, 0)
+			if err != nil || len(again) != len(got) {
+				t.Fatalf("repeated sweep %s = %d batches, %v; want its %d again", key, len(again), err, len(got))
+			}
+			for _, b := range again {
+				if !slices.Contains(got, b.ID) {
+					t.Fatalf("repeated sweep %s returned %s, which it did not hold", key, b.ID)
+				}
+			}
+		}
+		if got, err := batches.ClaimFinishNotices(e.ctx, nil, "last-sweep", 100, 0); err != nil || len(got) != 0 {
+			t.Fatalf("final sweep = %d batches, %v; want none left", len(got), err)
+		}
+
+		// One lost report, claimed later by a sweep over every tenant.
+		lost := e.createBatch(t, []string{"lost.example.net"}, repo.BatchOptions{})
+		j := e.claim(t, "lossy", 10, time.Minute)
+		for _, job := range j {
+			if *job.BatchID == lost.ID {
+				_, _ = e.repos.Jobs.Complete(e.ctx, job.ID, "lossy", nil)
+			}
+		}
+		got, err := batches.ClaimFinishNotices(e.ctx, nil, "sweep-after-loss", 10, 0)
+		if err != nil || len(got) != 1 || got[0].ID != lost.ID || got[0].Status != repo.BatchStatusCompleted {
+			t.Fatalf("sweep after a lost report = %+v, %v", got, err)
+		}
+
+		// Errors.
+		if _, _, err := batches.ClaimFinished(e.ctx, e.tenant, uuid.New(), "w"); !errors.Is(err, sqladapter.ErrNotFound) {
+			t.Fatalf("ClaimFinished missing: %v, want ErrNotFound", err)
+		}
+		if _, _, err := batches.ClaimFinished(e.ctx, uuid.New(), lost.ID, "w"); !errors.Is(err, sqladapter.ErrNotFound) {
+			t.Fatalf("ClaimFinished of another tenant's batch: %v, want ErrNotFound", err)
+		}
+		if _, err := batches.ClaimFinishNotices(e.ctx, nil, "", 1, 0); !errors.Is(err, sqladapter.ErrInvalidInput) {
+			t.Fatalf("ClaimFinishNotices without a key: %v, want ErrInvalidInput", err)
 		}
 	})
 	r.test(t, "Batches/Reconcile", func(t *testing.T) {

@@ -61,6 +61,39 @@ const (
 // counts how they end. A batch finishes exactly once, in the statement
 // that counts its last job (see [Transition]), by [Batches.Cancel], or by
 // [Batches.Reconcile]; each reports it to its caller.
+//
+// # Finish notices
+//
+// That report can be lost: when the connection breaks after the server
+// committed the finishing statement, the batch is finished and its caller
+// never hears it. So every finish also leaves a finish notice in the batch
+// row, which [Batches.ClaimFinished] (one batch) and
+// [Batches.ClaimFinishNotices] (a sweep over finished batches) claim. What
+// holds:
+//
+//   - exactly one claim of each notice succeeds: the first call to take it
+//     records its key ("by"), and no later call takes it from that key;
+//   - claims can be repeated: a call repeated with the same key returns the
+//     same claim (ClaimFinished reports the batch claimed again;
+//     ClaimFinishNotices returns the batches the key holds, plus new ones
+//     up to its limit), so a caller whose claim failed — its answer lost
+//     too — repeats it with the same key and learns what it holds.
+//
+// So each finish is delivered at least once to the one claimer that holds
+// its notice, provided that claimer repeats a failed call until it gets an
+// answer; a claimer that gives up (or crashes) after a failed call may hold
+// notices it never learned of — they stay visible in the table
+// (finish_claimed_by). Act on a finish (send the webhook, start the next
+// stage) only once you hold its notice, and make that action idempotent if
+// the claimer can crash between the claim and the action.
+//
+// The usual arrangement: the worker whose Complete or Fail saw
+// BatchFinished — or failed with a connection error, so it cannot tell —
+// calls ClaimFinished with the job's batch and its own name; a reconciler
+// (or the rescuer, after [Jobs.RescueExpired]) calls ClaimFinishNotices
+// every minute or so with a fresh key, which picks up every finish whose
+// report was lost or that Cancel and Reconcile reported to callers that did
+// not claim it.
 type Batches struct{ base }
 
 // Batch is a stored batch.
@@ -254,6 +287,59 @@ FROM (
 WHERE b.tenant_id = $1 AND b.id = $2
 RETURNING ` + batchColumnsB
 
+// sqlBatchClaimFinished claims the finish notice of one batch for $3. "cur"
+// locks the batch and sees its latest version (as "locked" does in
+// sqlJobTally); the notice is taken only when the batch is finished and
+// nobody holds it. The batch comes back either way, with claimed true when
+// $3 holds the notice — now, or from an earlier call with the same key.
+const sqlBatchClaimFinished = `WITH cur AS (
+	SELECT * FROM {schema}.batches
+	WHERE tenant_id = $1 AND id = $2
+	FOR UPDATE
+),
+claimed AS (
+	UPDATE {schema}.batches b SET finish_claimed_at = now(), finish_claimed_by = $3::text
+	FROM cur
+	WHERE b.id = cur.id AND cur.finished_at IS NOT NULL AND cur.finish_claimed_by IS NULL
+	RETURNING b.*
+)
+SELECT ` + batchColumns + `, finish_claimed_by IS NOT DISTINCT FROM $3::text AS claimed
+FROM (
+	SELECT * FROM claimed
+	UNION ALL
+	SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM claimed)
+) x`
+
+// sqlBatchClaimFinishNotices returns the batches whose notice $1 holds
+// ("held", from an earlier call with the same key) and claims for $1 the
+// notices of up to $2 minus that many more finished batches, oldest finish
+// first, that finished at least $3 milliseconds ago, skipping rows other
+// claimers hold locked; $4 NULL means every tenant. The partial index
+// batches_finish_unclaimed_idx serves the search.
+const sqlBatchClaimFinishNotices = `WITH held AS (
+	SELECT * FROM {schema}.batches
+	WHERE finish_claimed_by = $1::text AND ($4::uuid IS NULL OR tenant_id = $4::uuid)
+),
+claimed AS (
+	UPDATE {schema}.batches SET finish_claimed_at = now(), finish_claimed_by = $1::text
+	WHERE id IN (
+		SELECT id FROM {schema}.batches
+		WHERE finished_at IS NOT NULL AND finish_claimed_at IS NULL
+			AND finished_at <= now() - $3::bigint * interval '1 millisecond'
+			AND ($4::uuid IS NULL OR tenant_id = $4::uuid)
+		ORDER BY finished_at, id
+		LIMIT greatest($2::int - (SELECT count(*) FROM held), 0)
+		FOR UPDATE SKIP LOCKED
+	) AND finish_claimed_at IS NULL
+	RETURNING *
+)
+SELECT ` + batchColumns + ` FROM (
+	SELECT * FROM held
+	UNION ALL
+	SELECT * FROM claimed
+) x
+ORDER BY finished_at, id`
+
 // Create submits a batch for the tenant: it upserts the domains (as
 // [Domains.BulkUpsert] does), inserts the batch, and enqueues one job per
 // distinct domain linked to the batch and the domain — all in one
@@ -411,6 +497,69 @@ func (r *Batches) Reconcile(ctx context.Context, tenant, id uuid.UUID) (BatchRes
 		return BatchResult{}, wrap("reconcile batch", err)
 	}
 	return res, nil
+}
+
+// ClaimFinished claims the finish notice of a batch of the tenant for by
+// (see [Batches] for what claims guarantee), in one statement. It returns
+// the batch, and claimed true when by holds the notice: this call took it,
+// or an earlier call with the same by did — so repeating a call whose
+// answer was lost is safe. claimed is false when the batch has not
+// finished yet, or another key holds its notice. by names the claimer,
+// such as the worker's name: 1 to [MaxWorkerLen] characters. A missing
+// batch (or one of another tenant) matches sqladapter.ErrNotFound.
+func (r *Batches) ClaimFinished(ctx context.Context, tenant, id uuid.UUID, by string) (batch Batch, claimed bool, err error) {
+	if err := requireTenant(tenant); err != nil {
+		return Batch{}, false, err
+	}
+	if err := checkName("by", by); err != nil {
+		return Batch{}, false, err
+	}
+	var row struct {
+		Batch
+		Claimed bool `db:"claimed"`
+	}
+	if err := r.q.GetContext(ctx, &row, r.sql(sqlBatchClaimFinished), tenant, id, by); err != nil {
+		return Batch{}, false, wrap("claim batch finish", err)
+	}
+	return row.Batch, row.Claimed, nil
+}
+
+// ClaimFinishNotices claims for by the finish notices of up to limit (1 to
+// [MaxLimit]) finished batches whose notice nobody has claimed, oldest
+// finish first, in one UPDATE … RETURNING statement; concurrent callers
+// skip each other's rows and never get the same batch. Only batches that
+// finished at least minAge ago are taken, which leaves the worker that
+// finished a batch time to claim it itself with [Batches.ClaimFinished].
+// A nil tenant covers every tenant.
+//
+// The result also holds every batch by claimed before (within the tenant
+// filter), counted in limit: a call repeated with the same by after a
+// failure returns what the failed call may have claimed. Use a fresh by for
+// each sweep (for example "reconciler-1:" and a random UUID), repeat it
+// after an error until it answers, and do not use a ClaimFinished key.
+// Nothing to claim is an empty slice, not an error.
+func (r *Batches) ClaimFinishNotices(ctx context.Context, tenant *uuid.UUID, by string, limit int, minAge time.Duration) ([]Batch, error) {
+	var t any // NULL: every tenant
+	if tenant != nil {
+		if err := requireTenant(*tenant); err != nil {
+			return nil, err
+		}
+		t = *tenant
+	}
+	if err := checkName("by", by); err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > MaxLimit {
+		return nil, invalid("limit", "must be between 1 and %d, got %d", MaxLimit, limit)
+	}
+	if minAge < 0 {
+		return nil, invalid("min_age", "must not be negative, got %v", minAge)
+	}
+	out := []Batch{}
+	if err := r.q.SelectContext(ctx, &out, r.sql(sqlBatchClaimFinishNotices), by, limit, minAge.Milliseconds(), t); err != nil {
+		return nil, wrap("claim batch finish notices", err)
+	}
+	return out, nil
 }
 
 // runInTx runs fn in a READ COMMITTED transaction on q: through InTx

@@ -170,9 +170,12 @@ type Transition struct {
 	// job in it (the job reached a final state); nil otherwise.
 	Batch *Batch
 	// BatchFinished is true when this call finished the batch: it counted
-	// the batch's last unfinished job. Exactly one call per batch sees
-	// true (a batch finished by [Batches.Cancel] or [Batches.Reconcile]
-	// reports it there instead).
+	// the batch's last unfinished job. Only one call per batch finishes it
+	// (a batch finished by [Batches.Cancel] or [Batches.Reconcile] reports
+	// it there instead), but its answer can be lost with the connection:
+	// to be told every finish at least once, claim the batch's finish
+	// notice (see [Batches]) — with [Batches.ClaimFinished] after seeing
+	// true, or after an error that leaves it unknown.
 	BatchFinished bool
 }
 
@@ -796,14 +799,18 @@ func checkJobKind(field, kind string) error {
 	return nil
 }
 
-func checkWorker(worker string) error {
+func checkWorker(worker string) error { return checkName("worker", worker) }
+
+// checkName checks the name of a worker or claimer: 1 to MaxWorkerLen
+// characters of UTF-8 text without NUL.
+func checkName(field, name string) error {
 	switch {
-	case worker == "":
-		return invalid("worker", "is required")
-	case !utf8.ValidString(worker) || strings.ContainsRune(worker, 0):
-		return invalid("worker", "is not valid UTF-8 text")
-	case utf8.RuneCountInString(worker) > MaxWorkerLen:
-		return invalid("worker", "is longer than %d characters", MaxWorkerLen)
+	case name == "":
+		return invalid(field, "is required")
+	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
+		return invalid(field, "is not valid UTF-8 text")
+	case utf8.RuneCountInString(name) > MaxWorkerLen:
+		return invalid(field, "is longer than %d characters", MaxWorkerLen)
 	}
 	return nil
 }

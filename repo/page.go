@@ -22,7 +22,7 @@ type Page struct {
 	Offset int
 }
 
-// Page limits.
+// Page limits. MaxLimit also bounds [Batches.ClaimFinishNotices].
 const (
 	DefaultLimit = 50
 	MaxLimit     = 1000
