@@ -422,7 +422,7 @@ func (r *Batches) List(ctx context.Context, tenant uuid.UUID, filter BatchFilter
 		return BatchPage{}, err
 	}
 	if filter.Status != "" && !filter.Status.Valid() {
-		return BatchPage{}, invalid("status", "%q is not a batch status", filter.Status)
+		return BatchPage{}, invalid("status", "%s is not a batch status", quote(string(filter.Status)))
 	}
 	items, next, err := selectPage[Batch](ctx, r.base, "list batches", sqlBatchList, page,
 		tenant, string(filter.Status))

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -43,7 +44,7 @@ func NormalizeDomain(raw string) (string, error) {
 		return "", invalid("domain", "is empty")
 	}
 	if !utf8.ValidString(s) {
-		return "", invalid("domain", "%q is not valid UTF-8", raw)
+		return "", invalid("domain", "%s is not valid UTF-8", quote(raw))
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
 		s = s[i+3:]
@@ -57,31 +58,31 @@ func NormalizeDomain(raw string) (string, error) {
 		s = s[i+1:]
 	}
 	if strings.HasPrefix(s, "[") {
-		return "", invalid("domain", "%q is an IP address, not a domain name", raw)
+		return "", invalid("domain", "%s is an IP address, not a domain name", quote(raw))
 	}
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
 		s = s[:i]
 	}
 	s = strings.TrimSuffix(s, ".")
 	if s == "" {
-		return "", invalid("domain", "%q has no host name", raw)
+		return "", invalid("domain", "%s has no host name", quote(raw))
 	}
 	if _, err := netip.ParseAddr(s); err == nil {
-		return "", invalid("domain", "%q is an IP address, not a domain name", raw)
+		return "", invalid("domain", "%s is an IP address, not a domain name", quote(raw))
 	}
 	for _, label := range strings.Split(s, ".") {
 		if label == "" {
-			return "", invalid("domain", "%q has an empty label", raw)
+			return "", invalid("domain", "%s has an empty label", quote(raw))
 		}
 	}
 	ascii, err := domainProfile.ToASCII(s)
 	if err != nil {
-		return "", invalid("domain", "%q is not a valid domain name: %s", raw, idnaReason(err))
+		return "", invalid("domain", "%s is not a valid domain name: %s", quote(raw), idnaReason(err))
 	}
 	ascii = strings.ToLower(ascii)
 	labels := strings.Split(ascii, ".")
 	if len(labels) < 2 {
-		return "", invalid("domain", "%q needs at least two labels (like example.com)", raw)
+		return "", invalid("domain", "%s needs at least two labels (like example.com)", quote(raw))
 	}
 	for labels[0] == "www" && len(labels) > 2 {
 		labels = labels[1:]
@@ -90,35 +91,43 @@ func NormalizeDomain(raw string) (string, error) {
 	for _, l := range labels {
 		switch {
 		case l == "":
-			return "", invalid("domain", "%q has an empty label", raw)
+			return "", invalid("domain", "%s has an empty label", quote(raw))
 		case len(l) > maxLabelLen:
-			return "", invalid("domain", "%q has a label longer than %d characters", raw, maxLabelLen)
+			return "", invalid("domain", "%s has a label longer than %d characters", quote(raw), maxLabelLen)
 		case strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-"):
-			return "", invalid("domain", "%q has a label that starts or ends with a hyphen", raw)
+			return "", invalid("domain", "%s has a label that starts or ends with a hyphen", quote(raw))
 		}
 		for _, c := range l {
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return "", invalid("domain", "%q contains the character %q", raw, c)
+				return "", invalid("domain", "%s contains the character %q", quote(raw), c)
 			}
 		}
 	}
 	if len(ascii) > maxDomainLen {
-		return "", invalid("domain", "%q is longer than %d characters", raw, maxDomainLen)
+		return "", invalid("domain", "%s is longer than %d characters", quote(raw), maxDomainLen)
 	}
 	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
-		return "", invalid("domain", "%q has an all-numeric top-level label", raw)
+		return "", invalid("domain", "%s has an all-numeric top-level label", quote(raw))
 	}
 	if back, err := domainProfile.ToASCII(ascii); err != nil || back != ascii {
-		return "", invalid("domain", "%q is not a valid domain name: its ASCII form does not round-trip", raw)
+		return "", invalid("domain", "%s is not a valid domain name: its ASCII form does not round-trip", quote(raw))
 	}
 	return ascii, nil
 }
 
-// idnaReason shortens an idna error to its reason.
+// idnaReason shortens an idna error to its reason. The package's
+// "invalid label" error quotes the whole label, which may be as long as the
+// input: it is quoted again with quote.
 func idnaReason(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		return msg[i+2:]
+	msg := strings.TrimPrefix(err.Error(), "idna: ")
+	if q, ok := strings.CutPrefix(msg, "invalid label "); ok {
+		if label, err := strconv.Unquote(q); err == nil {
+			return "invalid label " + quote(label)
+		}
+		return "invalid label"
+	}
+	if len(msg) > maxQuoted {
+		return quote(msg)
 	}
 	return msg
 }

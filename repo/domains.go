@@ -220,7 +220,7 @@ func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []stri
 	for _, row := range rows {
 		j, ok := pos[row.Name]
 		if !ok || res.Domains[j].ID != uuid.Nil {
-			return BulkUpsertResult{}, fmt.Errorf("bulk upsert domains: unexpected row for %q", row.Name)
+			return BulkUpsertResult{}, fmt.Errorf("bulk upsert domains: unexpected row for %s", quote(row.Name))
 		}
 		res.Domains[j] = row
 		seen++
@@ -272,7 +272,7 @@ func (r *Domains) List(ctx context.Context, tenant uuid.UUID, filter DomainFilte
 		return DomainPage{}, err
 	}
 	if filter.Status != "" && !filter.Status.Valid() {
-		return DomainPage{}, invalid("status", "%q is not a domain status (pending, active, blocked, error)", filter.Status)
+		return DomainPage{}, invalid("status", "%s is not a domain status (pending, active, blocked, error)", quote(string(filter.Status)))
 	}
 	stmt, args := sqlDomainList, []any{tenant}
 	if filter.Status != "" {
@@ -292,7 +292,7 @@ func (r *Domains) SetStatus(ctx context.Context, tenant, id uuid.UUID, status Do
 		return Domain{}, err
 	}
 	if !status.Valid() {
-		return Domain{}, invalid("status", "%q is not a domain status (pending, active, blocked, error)", status)
+		return Domain{}, invalid("status", "%s is not a domain status (pending, active, blocked, error)", quote(string(status)))
 	}
 	var d Domain
 	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainSetStatus), tenant, id, string(status)); err != nil {

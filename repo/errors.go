@@ -3,6 +3,8 @@ package repo
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
 )
@@ -36,4 +38,23 @@ func (e *ValidationError) Is(target error) bool { return target == sqladapter.Er
 
 func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// maxQuoted is the most bytes of an input that an error message quotes.
+const maxQuoted = 64
+
+// quote is how an error message shows an input the caller gave: quoted as
+// %q does, but an input longer than maxQuoted bytes shows only its first
+// maxQuoted bytes or fewer (cut between characters), then "…" and its
+// length — `"aaaa…aaaa"… (1048576 bytes)` — so that a huge input does not
+// make a huge error. Every message that echoes input goes through it.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(s[cut]); i++ {
+		cut-- // back to the start of the character s[maxQuoted] is part of
+	}
+	return strconv.Quote(s[:cut]) + "… (" + strconv.Itoa(len(s)) + " bytes)"
 }

@@ -680,7 +680,7 @@ func (r *Jobs) List(ctx context.Context, tenant uuid.UUID, filter JobFilter, pag
 		return JobPage{}, err
 	}
 	if filter.State != "" && !filter.State.Valid() {
-		return JobPage{}, invalid("state", "%q is not a job state (queued, running, succeeded, failed, cancelled)", filter.State)
+		return JobPage{}, invalid("state", "%s is not a job state (queued, running, succeeded, failed, cancelled)", quote(string(filter.State)))
 	}
 	var batch any // NULL: any batch, or none
 	if filter.BatchID != nil {

@@ -224,22 +224,24 @@ func cleanEmail(raw string) (string, error) {
 	}
 	addr, err := mail.ParseAddress(s)
 	if err != nil {
-		return "", invalid("email", "%q is not an email address: %s", s, strings.TrimPrefix(err.Error(), "mail: "))
+		// Some of net/mail's reasons end by quoting the input again.
+		reason, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "mail: "), ", got ")
+		return "", invalid("email", "%s is not an email address: %s", quote(s), reason)
 	}
 	if addr.Name != "" || addr.Address != s {
-		return "", invalid("email", "%q must be a bare address like name@example.com, without a display name or brackets", s)
+		return "", invalid("email", "%s must be a bare address like name@example.com, without a display name or brackets", quote(s))
 	}
 	at := strings.LastIndexByte(s, '@')
 	local, domain := s[:at], s[at+1:]
 	switch {
 	case len(local) > 64:
-		return "", invalid("email", "%q has a local part longer than 64 bytes", s)
+		return "", invalid("email", "%s has a local part longer than 64 bytes", quote(s))
 	case strings.IndexFunc(s, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) >= 0:
-		return "", invalid("email", "%q contains a space or control character", s)
+		return "", invalid("email", "%s contains a space or control character", quote(s))
 	case strings.HasPrefix(domain, "["):
-		return "", invalid("email", "%q has an address literal as its domain", s)
+		return "", invalid("email", "%s has an address literal as its domain", quote(s))
 	case !strings.Contains(strings.Trim(domain, "."), ".") || strings.Contains(domain, ".."):
-		return "", invalid("email", "%q needs a domain like example.com", s)
+		return "", invalid("email", "%s needs a domain like example.com", quote(s))
 	}
 	return s, nil
 }
