@@ -133,10 +133,22 @@ func jobTests(t *testing.T, r *run) {
 		if !errors.Is(err, sqladapter.ErrForeignKey) {
 			t.Errorf("missing domain: %v, want ErrForeignKey", err)
 		}
-		// A missing batch: not found, nothing written.
+		// A missing batch, or another tenant's: not found, nothing written.
 		_, err = jobs.EnqueueMany(e.ctx, e.tenant, []repo.NewJob{{Kind: "ok"}, {Kind: "ok", BatchID: &missing}})
 		if !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Errorf("missing batch: %v, want ErrNotFound", err)
+		}
+		theirs, err := e.repos.Batches.Create(e.ctx, uuid.New(), []string{"theirs.example.com"}, repo.BatchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = jobs.Enqueue(e.ctx, e.tenant, repo.NewJob{Kind: "ok", BatchID: &theirs.ID})
+		if k := sqladapter.KindOf(err); !errors.Is(err, sqladapter.ErrNotFound) || k != sqladapter.KindNotFound && k != sqladapter.KindUnknown {
+			t.Errorf("another tenant's batch: %v (kind %v), want ErrNotFound", err, k)
+		}
+		var total int
+		if err := e.db.GetContext(e.ctx, &total, "SELECT total FROM "+e.schema+".batches WHERE id = $1", theirs.ID); err != nil || total != 1 {
+			t.Errorf("their batch's total = %d, %v; want 1", total, err)
 		}
 		if n := e.count(t, "jobs"); n != 0 {
 			t.Fatalf("%d jobs written, want 0", n)

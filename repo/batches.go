@@ -457,7 +457,7 @@ func (r *Batches) Cancel(ctx context.Context, tenant, id uuid.UUID) (BatchResult
 	}
 	res := BatchResult{Batch: *b, Finished: !row.WasFinished, JobsCancelled: row.JobsCancelled}
 	if row.WasFinished && b.Status != BatchStatusCancelled && row.JobsCancelled == 0 {
-		return res, fmt.Errorf("cancel batch: %w: the batch has %s", sqladapter.ErrConflict, b.Status)
+		return res, classed("cancel batch", sqladapter.ErrConflict, "the batch has %s", b.Status)
 	}
 	return res, nil
 }

@@ -19,7 +19,13 @@ var (
 )
 
 // ValidationError reports input rejected before anything was written. It
-// matches sqladapter.ErrInvalidInput with errors.Is.
+// matches sqladapter.ErrInvalidInput with errors.Is, through its Is method
+// (which sqladapter.KindOf honours).
+//
+// The package's other errors of a class match its sentinel the same way:
+// sqladapter.ErrNotFound for a missing row (a row of another tenant is
+// missing too), sqladapter.ErrConflict for a change the row's state
+// forbids, and the database's errors through *sqladapter.Error.
 type ValidationError struct {
 	Field   string // the input field, e.g. "email" or "domains[3]"
 	Problem string
@@ -35,6 +41,25 @@ func (e *ValidationError) Error() string {
 
 // Is reports whether target is sqladapter.ErrInvalidInput.
 func (e *ValidationError) Is(target error) bool { return target == sqladapter.ErrInvalidInput }
+
+// classError is an error of this package in one of sqladapter's classes,
+// such as "not found" for a batch Enqueue cannot add to: errors.Is matches
+// the class's sentinel through its Is method, as it does for an
+// *sqladapter.Error, so sqladapter.KindOf can tell its class.
+type classError struct {
+	class error // a sentinel of sqladapter, such as sqladapter.ErrNotFound
+	msg   string
+}
+
+func (e *classError) Error() string { return e.class.Error() + ": " + e.msg }
+
+// Is reports whether target is the class's sentinel.
+func (e *classError) Is(target error) bool { return target == e.class }
+
+// classed returns an error of class (a sqladapter sentinel) for op.
+func classed(op string, class error, format string, args ...any) error {
+	return fmt.Errorf("%s: %w", op, &classError{class: class, msg: fmt.Sprintf(format, args...)})
+}
 
 func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Problem: fmt.Sprintf(format, args...)}

@@ -2,13 +2,18 @@ package repo
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/google/uuid"
 
+	"github.com/scrapersky/poolsafe/sqladapter"
 	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
 
@@ -120,5 +125,96 @@ func TestLongInputsMakeShortErrors(t *testing.T) {
 	} {
 		_, err = r.Profiles.Create(ctx, tenant, NewProfile{Email: email})
 		check(t, "Profiles.Create "+email[:10], err)
+	}
+}
+
+// wantClass checks that err matches sentinel with errors.Is, and that an
+// error in its chain says so through an Is method — which is what
+// sqladapter.KindOf and Classify honour — rather than by being the
+// sentinel itself. kind is the sentinel's Kind: KindOf must report it, or
+// (before sqladapter honours Is methods) KindUnknown, never another class.
+func wantClass(t *testing.T, err error, sentinel error, kind sqladapter.Kind) {
+	t.Helper()
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("err = %v, want it to match %v", err, sentinel)
+	}
+	found := false
+	for e := err; e != nil && !found; e = errors.Unwrap(e) {
+		if is, ok := e.(interface{ Is(error) bool }); ok && is.Is(sentinel) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("err = %v: no error in its chain has an Is method matching %v", err, sentinel)
+	}
+	if k := sqladapter.KindOf(err); k != kind && k != sqladapter.KindUnknown {
+		t.Fatalf("KindOf(%v) = %v, want %v", err, k, kind)
+	}
+}
+
+// TestErrorClasses: every error of the package that belongs to one of
+// sqladapter's classes matches its sentinel (see wantClass).
+func TestErrorClasses(t *testing.T) {
+	t.Parallel()
+	db, mock := mocktest.New(t)
+	r := New(db)
+	ctx, tenant, id := context.Background(), uuid.New(), uuid.New()
+	notFound, invalidInput, conflict := sqladapter.ErrNotFound, sqladapter.ErrInvalidInput, sqladapter.ErrConflict
+	kNotFound, kInvalid, kConflict := sqladapter.KindNotFound, sqladapter.KindInvalidInput, sqladapter.KindConflict
+
+	// Invalid input, before anything is sent.
+	_, err := NormalizeDomain("not a domain")
+	wantClass(t, err, invalidInput, kInvalid)
+	_, err = r.Profiles.Create(ctx, tenant, NewProfile{Email: "nope"})
+	wantClass(t, err, invalidInput, kInvalid)
+	_, err = r.Profiles.List(ctx, tenant, Page{Cursor: "bm9wZQ"})
+	wantClass(t, err, invalidInput, kInvalid)
+	if !errors.Is(err, ErrInvalidCursor) {
+		t.Fatalf("bad cursor: %v, want ErrInvalidCursor too", err)
+	}
+	_, err = r.Jobs.Claim(ctx, nil, "w", 0, time.Second)
+	wantClass(t, err, invalidInput, kInvalid)
+
+	// Enqueue into a batch that is missing, another tenant's or finished:
+	// the statement writes nothing and returns no row.
+	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
+		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+id.String()+`"}`, `{""}`).
+		WillReturnRows(sqlmock.NewRows(jobCols))
+	_, err = r.Jobs.Enqueue(ctx, tenant, NewJob{Kind: "scan", BatchID: &id})
+	wantClass(t, err, notFound, kNotFound)
+
+	// Missing rows.
+	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, id).WillReturnRows(sqlmock.NewRows(jobCols))
+	_, err = r.Jobs.Get(ctx, tenant, id)
+	wantClass(t, err, notFound, kNotFound)
+	mock.ExpectExec(render(DefaultSchema, sqlProfileDelete)).WithArgs(tenant, id).WillReturnResult(sqlmock.NewResult(0, 0))
+	wantClass(t, r.Profiles.Delete(ctx, tenant, id), notFound, kNotFound)
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchClaimFinished)).WithArgs(tenant, id, "w").
+		WillReturnRows(sqlmock.NewRows(append(append([]string{}, batchCols...), "claimed")))
+	_, _, err = r.Batches.ClaimFinished(ctx, tenant, id, "w")
+	wantClass(t, err, notFound, kNotFound)
+	mock.ExpectBegin()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, id).WillReturnRows(sqlmock.NewRows([]string{"?column?"}))
+	mock.ExpectRollback()
+	_, err = r.Batches.Reconcile(ctx, tenant, id)
+	wantClass(t, err, notFound, kNotFound)
+
+	// Cancelling what has ended otherwise.
+	succeeded := sampleJob(tenant)
+	succeeded.State = JobStateSucceeded
+	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, succeeded.ID).
+		WillReturnRows(sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...)))
+	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, succeeded.ID).WillReturnRows(jobRows(succeeded))
+	_, err = r.Jobs.Cancel(ctx, tenant, succeeded.ID)
+	wantClass(t, err, conflict, kConflict)
+	completed := sampleBatch(tenant)
+	completed.Status, completed.Succeeded, completed.FinishedAt = BatchStatusCompleted, 2, &jobTestTime
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).
+		WillReturnRows(prefixedBatchRows(completed, map[string]driver.Value{"was_finished": true, "jobs_cancelled": int64(0)},
+			"was_finished", "jobs_cancelled"))
+	_, err = r.Batches.Cancel(ctx, tenant, completed.ID)
+	wantClass(t, err, conflict, kConflict)
+	if err.Error() != "cancel batch: poolsafe: conflict: the batch has completed" {
+		t.Fatalf("message = %q", err)
 	}
 }

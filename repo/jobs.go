@@ -491,7 +491,7 @@ func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, fie
 	}
 	if len(out) != n {
 		if len(out) == 0 {
-			return nil, fmt.Errorf("%s: %w: a batch of the jobs is not an unfinished batch of the tenant", op, sqladapter.ErrNotFound)
+			return nil, classed(op, sqladapter.ErrNotFound, "a batch of the jobs is not an unfinished batch of the tenant")
 		}
 		return nil, fmt.Errorf("%s: %d rows returned for %d jobs", op, len(out), n)
 	}
@@ -633,7 +633,7 @@ func (r *Jobs) Cancel(ctx context.Context, tenant, id uuid.UUID) (Transition, er
 	case job.State == JobStateCancelled:
 		return Transition{Job: job}, nil
 	default:
-		return Transition{}, fmt.Errorf("cancel job: %w: the job has %s", sqladapter.ErrConflict, job.State)
+		return Transition{}, classed("cancel job", sqladapter.ErrConflict, "the job has %s", job.State)
 	}
 }
 

@@ -103,6 +103,7 @@ func expectInvalid(t *testing.T, err error, field string) {
 	if !errors.As(err, &ve) || ve.Field != field || !errors.Is(err, sqladapter.ErrInvalidInput) {
 		t.Fatalf("err = %v, want a validation error for %q", err, field)
 	}
+	wantClass(t, err, sqladapter.ErrInvalidInput, sqladapter.KindInvalidInput)
 }
 
 func TestJobsEnqueueSQL(t *testing.T) {
