@@ -39,6 +39,7 @@ var topics = []topic{
 	{"adapter", adapterTests},
 	{"errors", errorTests},
 	{"values", valueTests},
+	{"statements", statementTests},
 	{"hostility", hostilityTests},
 	{"wire", wireTests},
 	{"repos", repoTests},

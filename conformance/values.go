@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -20,6 +21,22 @@ type valueCase struct {
 
 func ptr[T any](v T) *T { return &v }
 
+// jsonMap is the kind of type applications bind: its Value is JSON in a
+// []byte (nil for a nil map, as a NULL).
+type jsonMap map[string]string
+
+func (m jsonMap) Value() (driver.Value, error) {
+	if m == nil {
+		return nil, nil
+	}
+	return json.Marshal(map[string]string(m))
+}
+
+// rawBytes is a Valuer returning bytes meant for a bytea column.
+type rawBytes []byte
+
+func (b rawBytes) Value() (driver.Value, error) { return []byte(b), nil }
+
 var plus2 = time.FixedZone("plus2", 2*3600)
 
 // valueCases: the column types people use × the Go argument types they
@@ -33,6 +50,8 @@ var valueCases = []valueCase{
 	{"numeric-float", "numeric(10,3)", 2.5, "2.500", func() any { return new(float64) }},
 	{"numeric-int", "numeric", 12345678901, "12345678901", func() any { return new(int64) }},
 	{"float4", "float4", 1.5, 1.5, func() any { return new(float32) }},
+	{"float4-inexact", "float4", 1.2, 1.2, func() any { return new(float64) }},
+	{"float4-array", "float4[]", "{1.2,3.4}", "{1.2,3.4}", func() any { return new(string) }},
 	{"float8", "float8", 2.25, 2.25, func() any { return new(float64) }},
 	{"bool", "bool", true, true, func() any { return new(bool) }},
 	{"text", "text", "héllo, wörld", "héllo, wörld", func() any { return new(string) }},
@@ -59,6 +78,9 @@ var valueCases = []valueCase{
 	{"inet", "inet", "10.0.0.1", "10.0.0.1", func() any { return new(string) }},
 	{"inet-cidr", "inet", "10.0.0.0/8", "10.0.0.0/8", func() any { return new(string) }},
 	{"pointer", "text", ptr("p"), "p", func() any { return new(*string) }},
+	{"valuer-bytes-text", "text", jsonMap{"a": "b"}, `{"a":"b"}`, func() any { return new(string) }},
+	{"valuer-bytes-jsonb", "jsonb", jsonMap{"a": "b"}, []byte(`{"a": "b"}`), func() any { return new(json.RawMessage) }},
+	{"valuer-bytes-bytea", "bytea", rawBytes{0, '\\', 255}, []byte{0, '\\', 255}, func() any { return new([]byte) }},
 	{"valid-null-string", "text", sql.NullString{String: "x", Valid: true}, "x", func() any { return new(sql.NullString) }},
 	{"valid-null-int", "int8", sql.NullInt64{Int64: 9, Valid: true}, int64(9), func() any { return new(sql.NullInt64) }},
 }
@@ -83,6 +105,9 @@ func nullCases() []valueCase {
 		{"text", (*string)(nil), func() any { return new(sql.NullString) }},
 		{"varchar(20)", sql.NullString{}, func() any { return new(*string) }},
 		{"bytea", []byte(nil), func() any { return new([]byte) }},
+		{"text", []byte(nil), func() any { return new(sql.NullString) }},
+		{"jsonb", []byte(nil), func() any { return new([]byte) }},
+		{"json", jsonMap(nil), func() any { return new([]byte) }},
 		{"uuid", (*string)(nil), func() any { return new(sql.NullString) }},
 		{"json", json.RawMessage(nil), func() any { return new([]byte) }},
 		{"jsonb", (*json.RawMessage)(nil), func() any { return new(*string) }},
@@ -95,7 +120,14 @@ func nullCases() []valueCase {
 		{"int8[]", (*string)(nil), func() any { return new(sql.NullString) }},
 		{"inet", (*string)(nil), func() any { return new(sql.NullString) }},
 	} {
-		out = append(out, valueCase{name: "null-" + c.col, col: c.col, arg: c.arg, want: nil, typed: c.typed})
+		name := "null-" + c.col
+		if _, ok := c.arg.([]byte); ok && c.col != "bytea" {
+			name += "-from-nil-bytes"
+		}
+		if _, ok := c.arg.(jsonMap); ok {
+			name += "-from-nil-valuer"
+		}
+		out = append(out, valueCase{name: name, col: c.col, arg: c.arg, want: nil, typed: c.typed})
 	}
 	return out
 }

@@ -53,14 +53,23 @@ func newConnector(r *resolved) (driver.Connector, error) {
 }
 
 func (r *resolved) connectorOptions() sqladapter.ConnectorOptions {
-	return sqladapter.ConnectorOptions{
-		ClientSidePrepare: r.cfg.PoolMode == Transaction,
+	o := sqladapter.ConnectorOptions{
 		Driver:            string(r.cfg.Driver),
+		ClientSidePrepare: r.cfg.PoolMode == Transaction,
+		BehindPooler:      r.cfg.PoolMode != Direct,
+		Isolation:         r.cfg.Isolation,
 		Logger:            r.cfg.Logger,
 		LogArgs:           r.cfg.LogArgs,
 		SlowQuery:         r.cfg.SlowQuery,
 		Metrics:           r.metrics,
 	}
+	if r.cfg.PoolMode == Transaction {
+		// Direct and session connections carry these for the session.
+		for _, s := range r.cfg.TxSettings() {
+			o.Settings = append(o.Settings, sqladapter.Setting{Name: s[0], Value: s[1]})
+		}
+	}
+	return o
 }
 
 // Open returns a [sqladapter.DB] for cfg: pooler-safe connections, pool
@@ -77,20 +86,9 @@ func Open(cfg Config) (*sqladapter.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []sqladapter.Option{
-		sqladapter.WithDefaultIsolation(r.cfg.Isolation),
+	return sqladapter.Wrap(db, DriverName,
 		sqladapter.WithMetrics(r.metrics),
-		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout),
-	}
-	if r.cfg.PoolMode == Transaction {
-		// Direct and session connections already carry these for the session.
-		var settings []sqladapter.Setting
-		for _, s := range r.cfg.TxSettings() {
-			settings = append(settings, sqladapter.Setting{Name: s[0], Value: s[1]})
-		}
-		opts = append(opts, sqladapter.WithTxSettings(settings...))
-	}
-	return sqladapter.Wrap(db, DriverName, opts...), nil
+		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout)), nil
 }
 
 // OpenDB returns a *sql.DB for cfg with its pool settings applied. It does

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -47,6 +49,12 @@ func pgxConnector(r *resolved) (driver.Connector, error) {
 		cc.DescriptionCacheCapacity = 0
 	}
 	if r.cfg.PoolMode != Direct {
+		// No CancelRequest through a pooler (PgBouncer 1.18 can exit on
+		// one): when a context ends mid-statement, a deadline on the socket
+		// ends the read and pgconn closes the connection.
+		cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+			return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+		}
 		// Poolers refuse startup parameters they do not track, in session
 		// mode too (PGOPTIONS, PGTZ from the environment would land here).
 		for k := range cc.RuntimeParams {

@@ -36,9 +36,6 @@ func pqConnector(r *resolved) (driver.Connector, error) {
 	if err != nil {
 		return nil, fieldErr("URL", "rejected by lib/pq: %s", r.scrub(err.Error()))
 	}
-	if r.cfg.PoolMode != Direct {
-		c.Dialer(newCancelDialer()) // no CancelRequest through the pooler (see cancelDialer)
-	}
 	if r.cfg.PoolMode == Session {
 		if settings := r.startupSettings(); len(settings) > 0 {
 			q, args := setConfigSQL(settings, false)

@@ -2,20 +2,23 @@ package sqladapter
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
 
 // conn wraps a driver connection. It always implements ExecerContext,
-// QueryerContext, ConnPrepareContext, ConnBeginTx and NamedValueChecker
-// (falling back exactly as database/sql would when the driver lacks one);
-// Pinger, SessionResetter and Validator only when the driver does (see
-// wrapConn).
+// QueryerContext, ConnPrepareContext, ConnBeginTx, NamedValueChecker,
+// SessionResetter and Validator (falling back exactly as database/sql
+// would when the driver lacks one); Pinger only when the driver does.
 type conn struct {
 	base driver.Conn
 	c    *connector
+	wire *wireConn // the socket, when the wrapper dialed it (lib/pq); else nil
+	inTx bool      // between BeginTx and the end of that transaction
 }
 
 func (c *conn) unwrapConn() driver.Conn { return c.base }
@@ -26,6 +29,9 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	disarmAcquire(ctx)
+	if isCopyFromStdin(query) {
+		return c.prepareCopy(ctx, query)
+	}
 	if c.c.opts.ClientSidePrepare {
 		return c.prepareClientSide(ctx, query)
 	}
@@ -46,6 +52,25 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	return &driverStmt{base: s, c: c, query: query}, nil
 }
 
+// prepareCopy hands COPY … FROM STDIN to lib/pq, whose statement streams
+// rows inside a transaction (pq.CopyIn); lib/pq itself refuses it outside
+// one. pgx has no such statement: its CopyFrom is reached through
+// sql.Conn.Raw and [Unwrap].
+func (c *conn) prepareCopy(ctx context.Context, query string) (driver.Stmt, error) {
+	if c.c.opts.Driver != DriverPQ {
+		return nil, c.fail(ctx, "prepare", query, nil, time.Time{}, errCopyNeedsPQ)
+	}
+	pc, ok := c.base.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, errCopyNeedsPQ
+	}
+	s, err := pc.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, c.fail(ctx, "prepare", query, nil, time.Time{}, err)
+	}
+	return &driverStmt{base: s, c: c, query: query, copy: true}, nil
+}
+
 func (c *conn) Close() error { return c.base.Close() }
 
 func (c *conn) Begin() (driver.Tx, error) {
@@ -54,32 +79,47 @@ func (c *conn) Begin() (driver.Tx, error) {
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	disarmAcquire(ctx)
-	var (
-		tx  driver.Tx
-		err error
-	)
-	if bt, ok := c.base.(driver.ConnBeginTx); ok {
-		tx, err = bt.BeginTx(ctx, opts)
-	} else {
-		if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
-			return nil, errors.New("sqladapter: driver does not support non-default isolation or read-only transactions")
-		}
-		//lint:ignore SA1019 fallback for drivers without ConnBeginTx
-		tx, err = c.base.Begin()
+	if opts.Isolation == driver.IsolationLevel(sql.LevelDefault) {
+		opts.Isolation = driver.IsolationLevel(c.c.opts.Isolation)
 	}
+	tx, err := c.beginBase(ctx, opts)
 	if err != nil {
 		return nil, c.fail(ctx, "begin", "BEGIN", nil, time.Time{}, err)
 	}
+	if c.c.setSQL != "" {
+		if _, err := c.base.(driver.ExecerContext).ExecContext(ctx, c.c.setSQL, c.c.setArgs); err != nil {
+			_ = tx.Rollback()
+			return nil, c.fail(ctx, "begin", c.c.setSQL, nil, time.Time{}, fmt.Errorf("apply settings: %w", err))
+		}
+	}
+	c.inTx = true
 	return &connTx{base: tx, c: c, ctx: ctx}, nil
+}
+
+func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if bt, ok := c.base.(driver.ConnBeginTx); ok {
+		return bt.BeginTx(ctx, opts)
+	}
+	if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
+		return nil, errors.New("sqladapter: driver does not support non-default isolation or read-only transactions")
+	}
+	//lint:ignore SA1019 fallback for drivers without ConnBeginTx
+	return c.base.Begin()
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	disarmAcquire(ctx)
-	args = c.bytesArgs(ctx, query, args)
-	start := time.Now()
+	args, err := c.prepareArgs(ctx, query, args)
+	if err != nil {
+		return nil, c.fail(ctx, "exec", query, args, time.Time{}, err)
+	}
+	if c.ownTx(query) {
+		return c.execOwnTx(ctx, query, args)
+	}
+	start, sent := time.Now(), c.sent()
 	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
 	if err != nil {
-		return nil, c.fail(ctx, "exec", query, args, start, err)
+		return nil, c.fail(ctx, "exec", query, args, start, c.atMostOnce(sent, err))
 	}
 	c.done(ctx, "exec", query, args, start)
 	return res, nil
@@ -87,24 +127,145 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	disarmAcquire(ctx)
-	args = c.bytesArgs(ctx, query, args)
-	start := time.Now()
+	args, err := c.prepareArgs(ctx, query, args)
+	if err != nil {
+		return nil, c.fail(ctx, "query", query, args, time.Time{}, err)
+	}
+	if c.ownTx(query) {
+		return c.queryOwnTx(ctx, query, args)
+	}
+	start, sent := time.Now(), c.sent()
 	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
 	if err != nil {
-		return nil, c.fail(ctx, "query", query, args, start, err)
+		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
 	}
 	c.done(ctx, "query", query, args, start)
-	return newRows(rows, ctx), nil
+	return newRows(rows, ctx, nil), nil
 }
+
+// prepareArgs refuses what a statement cannot do through this driver and
+// sends []byte arguments the same way on both drivers (see bytesArgs).
+func (c *conn) prepareArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
+	if isCopyFromStdin(query) {
+		if c.c.opts.Driver == DriverPQ {
+			return nil, errCopyNeedsPrepare
+		}
+		return nil, errCopyNeedsPQ
+	}
+	c.c.desc.observe(query, args)
+	return c.bytesArgs(ctx, query, args)
+}
+
+// ownTx reports whether a statement outside a transaction must run in a
+// transaction of its own to get the configured settings.
+func (c *conn) ownTx(query string) bool {
+	if c.c.setSQL == "" || c.inTx || !transactional(query) {
+		return false
+	}
+	st, known := txStatus(c.c.opts.Driver, c.base)
+	return !known || st == txIdle
+}
+
+func (c *conn) execOwnTx(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	start := time.Now()
+	tx, err := c.BeginTx(ctx, driver.TxOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sent := c.sent()
+	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
+	if err != nil {
+		_ = tx.Rollback()
+		return nil, c.fail(ctx, "exec", query, args, start, c.atMostOnce(sent, err))
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	c.done(ctx, "exec", query, args, start)
+	return res, nil
+}
+
+func (c *conn) queryOwnTx(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	start := time.Now()
+	tx, err := c.BeginTx(ctx, driver.TxOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sent := c.sent()
+	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
+	if err != nil {
+		_ = tx.Rollback()
+		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
+	}
+	c.done(ctx, "query", query, args, start)
+	return newRows(rows, ctx, tx), nil
+}
+
+// sent returns how many bytes the connection has written so far, or -1
+// when the wrapper cannot see its socket.
+func (c *conn) sent() int64 {
+	if c.wire == nil {
+		return -1
+	}
+	return c.wire.written.Load()
+}
+
+// atMostOnce keeps database/sql from re-running a statement that may have
+// run: lib/pq reports driver.ErrBadConn when the connection breaks after
+// the statement was written, and database/sql would then send it again on
+// another connection. pgx already returns ErrBadConn only when nothing was
+// sent.
+func (c *conn) atMostOnce(before int64, err error) error {
+	if before < 0 || !errors.Is(err, driver.ErrBadConn) || c.wire.written.Load() == before {
+		return err
+	}
+	return &Error{
+		Kind:    KindConnection,
+		Message: "connection lost after the statement was sent; it may have run",
+		Err:     errLostAfterSend,
+		outcome: OutcomeUnknown,
+	}
+}
+
+// errLostAfterSend stands in for lib/pq's driver.ErrBadConn once the
+// statement was on the wire, so that database/sql does not retry it.
+var errLostAfterSend = errors.New("driver: bad connection after the statement was sent")
 
 // CheckNamedValue normalises an argument (see the package documentation),
 // then lets the driver check it.
 func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
-	normaliseArg(nv)
+	if err := normaliseArg(nv); err != nil {
+		return err
+	}
 	if ch, ok := c.base.(driver.NamedValueChecker); ok {
 		return ch.CheckNamedValue(nv)
 	}
 	return driver.ErrSkip
+}
+
+// ResetSession runs when database/sql hands the connection to a new call:
+// the call has its connection (so its acquire timeout stops), and a
+// connection left inside a transaction is not reused.
+func (c *conn) ResetSession(ctx context.Context) error {
+	disarmAcquire(ctx)
+	if st, ok := txStatus(c.c.opts.Driver, c.base); ok && st != txIdle {
+		return driver.ErrBadConn
+	}
+	if r, ok := c.base.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+// IsValid runs when the connection goes back to the pool: one still inside
+// a transaction (a raw BEGIN, an unfinished sql.Conn) is closed rather than
+// kept, so it pins no pooler connection and leaks nothing to the next call.
+func (c *conn) IsValid() bool {
+	if v, ok := c.base.(driver.Validator); ok && !v.IsValid() {
+		return false
+	}
+	st, ok := txStatus(c.c.opts.Driver, c.base)
+	return !ok || st == txIdle
 }
 
 // fail classifies err, counts it and logs it. driver.ErrSkip passes
@@ -113,7 +274,7 @@ func (c *conn) fail(ctx context.Context, op, query string, args []driver.NamedVa
 	if err == driver.ErrSkip || err == driver.ErrRemoveArgument {
 		return err
 	}
-	err = ClassifyContext(ctx, err)
+	err = driverError(ctx, err)
 	kind := KindOf(err)
 	if m := c.c.opts.Metrics; m != nil {
 		m.countQuery()
@@ -169,6 +330,7 @@ type connTx struct {
 
 func (t *connTx) Commit() error {
 	defer releaseAcquire(t.ctx)
+	t.c.inTx = false
 	if err := t.base.Commit(); err != nil {
 		return t.c.fail(context.Background(), "commit", "COMMIT", nil, time.Time{}, err)
 	}
@@ -177,14 +339,14 @@ func (t *connTx) Commit() error {
 
 func (t *connTx) Rollback() error {
 	defer releaseAcquire(t.ctx)
+	t.c.inTx = false
 	if err := t.base.Rollback(); err != nil {
 		return t.c.fail(context.Background(), "rollback", "ROLLBACK", nil, time.Time{}, err)
 	}
 	return nil
 }
 
-// Optional interfaces, present only when the driver's connection has them.
-
+// pingerImpl is present only when the driver's connection is a Pinger.
 type pingerImpl struct{ c *conn }
 
 func (p pingerImpl) Ping(ctx context.Context) error {
@@ -193,70 +355,18 @@ func (p pingerImpl) Ping(ctx context.Context) error {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err
 		}
-		return ClassifyContext(ctx, err)
+		return driverError(ctx, err)
 	}
 	return nil
 }
 
-type resetterImpl struct{ c *conn }
-
-func (r resetterImpl) ResetSession(ctx context.Context) error {
-	disarmAcquire(ctx)
-	return r.c.base.(driver.SessionResetter).ResetSession(ctx)
-}
-
-type validatorImpl struct{ c *conn }
-
-func (v validatorImpl) IsValid() bool { return v.c.base.(driver.Validator).IsValid() }
-
-// wrapConn returns c with exactly the optional interfaces its driver
-// connection implements among Pinger, SessionResetter and Validator.
+// wrapConn returns c, with Ping exactly when its driver connection has it.
 func wrapConn(c *conn) driver.Conn {
-	_, p := c.base.(driver.Pinger)
-	_, r := c.base.(driver.SessionResetter)
-	_, v := c.base.(driver.Validator)
-	pi, ri, vi := pingerImpl{c}, resetterImpl{c}, validatorImpl{c}
-	switch {
-	case p && r && v:
+	if _, ok := c.base.(driver.Pinger); ok {
 		return struct {
 			*conn
 			pingerImpl
-			resetterImpl
-			validatorImpl
-		}{c, pi, ri, vi}
-	case p && r:
-		return struct {
-			*conn
-			pingerImpl
-			resetterImpl
-		}{c, pi, ri}
-	case p && v:
-		return struct {
-			*conn
-			pingerImpl
-			validatorImpl
-		}{c, pi, vi}
-	case r && v:
-		return struct {
-			*conn
-			resetterImpl
-			validatorImpl
-		}{c, ri, vi}
-	case p:
-		return struct {
-			*conn
-			pingerImpl
-		}{c, pi}
-	case r:
-		return struct {
-			*conn
-			resetterImpl
-		}{c, ri}
-	case v:
-		return struct {
-			*conn
-			validatorImpl
-		}{c, vi}
+		}{c, pingerImpl{c}}
 	}
 	return c
 }

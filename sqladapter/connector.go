@@ -2,10 +2,13 @@ package sqladapter
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // Driver names accepted in [ConnectorOptions].Driver.
@@ -14,8 +17,17 @@ const (
 	DriverPQ  = "pq"
 )
 
-// ConnectorOptions configure [NewConnector].
+// ConnectorOptions configure [NewConnector]. Everything a configuration
+// asks of a connection lives here, so every handle opened over the
+// connector — sql.OpenDB, sqlx, [Wrap] — behaves the same.
 type ConnectorOptions struct {
+	// Driver is the underlying driver, DriverPGX or DriverPQ. It selects
+	// how statements are described (for Prepare-time checks and []byte
+	// arguments) and how a connection's transaction state is read. Empty
+	// means unknown: no describing, values are still normalised. Defaults
+	// to "".
+	Driver string
+
 	// ClientSidePrepare makes Prepare return a statement that only
 	// remembers its SQL and runs it through the connection's
 	// QueryContext/ExecContext: no named statement ever reaches the server.
@@ -24,11 +36,23 @@ type ConnectorOptions struct {
 	// (Prepare goes to the driver).
 	ClientSidePrepare bool
 
-	// Driver is the underlying driver, DriverPGX or DriverPQ. It selects
-	// how statements are described (for Prepare-time checks and []byte
-	// arguments). Empty means unknown: no describing, values are still
-	// normalised. Defaults to "".
-	Driver string
+	// BehindPooler says a pooler (session or transaction mode) is in
+	// front of PostgreSQL. lib/pq then sends no CancelRequest when a
+	// context ends mid-statement (PgBouncer 1.18 can exit on one): the
+	// statement's own connection is closed instead, as pgx does when
+	// driverconf sets it up. Defaults to false.
+	BehindPooler bool
+
+	// Isolation is the isolation level of transactions begun with
+	// sql.LevelDefault. Defaults to sql.LevelDefault (the server's).
+	Isolation sql.IsolationLevel
+
+	// Settings are server settings applied with set_config(name, value,
+	// true) at the start of every transaction, and around every statement
+	// run outside one (which then runs in a transaction of its own: three
+	// more round trips). Use them where the settings cannot be startup
+	// parameters — behind a transaction pooler. Defaults to none.
+	Settings []Setting
 
 	// LogArgs includes query arguments in log records. Defaults to false:
 	// arguments are redacted.
@@ -47,21 +71,40 @@ type ConnectorOptions struct {
 }
 
 // NewConnector wraps a driver.Connector so that every connection it makes
-// normalises values across drivers, classifies errors, and — with
-// ClientSidePrepare — prepares statements client-side.
+// normalises values across drivers, classifies errors, never lets
+// database/sql re-send a statement that may have run, applies the
+// configured settings and isolation level, and — with ClientSidePrepare —
+// prepares statements client-side. A *pq.Connector gets a dialer of the
+// wrapper's (it counts the bytes sent, and intercepts cancel requests
+// when BehindPooler is set).
 func NewConnector(c driver.Connector, opts ConnectorOptions) driver.Connector {
-	return &connector{base: c, opts: opts, desc: newDescribeCache(describeCacheSize)}
+	if pc, ok := c.(*pq.Connector); ok {
+		pc.Dialer(newPQDialer(opts.BehindPooler))
+	}
+	ct := &connector{base: c, opts: opts, desc: newDescribeCache(describeCacheSize)}
+	if len(opts.Settings) > 0 {
+		var args []any
+		ct.setSQL, args = SetConfigSQL(opts.Settings)
+		for i, a := range args {
+			ct.setArgs = append(ct.setArgs, driver.NamedValue{Ordinal: i + 1, Value: a})
+		}
+	}
+	return ct
 }
 
 type connector struct {
 	base driver.Connector
 	opts ConnectorOptions
 	desc *describeCache
+
+	setSQL  string // applies opts.Settings; "" when there are none
+	setArgs []driver.NamedValue
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	disarmAcquire(ctx) // a new connection is being made for this call
-	dc, err := c.base.Connect(ctx)
+	slot := new(wireSlot)
+	dc, err := c.base.Connect(context.WithValue(ctx, wireSlotKey{}, slot))
 	if err != nil {
 		return nil, ClassifyContext(ctx, err)
 	}
@@ -73,7 +116,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("sqladapter: driver connection %T does not implement driver.QueryerContext", dc)
 	}
-	return wrapConn(&conn{base: dc, c: c}), nil
+	return wrapConn(&conn{base: dc, c: c, wire: slot.conn}), nil
 }
 
 func (c *connector) Driver() driver.Driver { return c.base.Driver() }

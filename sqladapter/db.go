@@ -38,34 +38,12 @@ type DB struct {
 }
 
 type dbOptions struct {
-	isolation      sql.IsolationLevel
-	settings       []Setting
-	maxAttempts    int
 	metrics        *Metrics
 	acquireTimeout time.Duration
 }
 
 // Option configures [Wrap].
 type Option func(*dbOptions)
-
-// WithDefaultIsolation sets the isolation level of InTx transactions.
-// Defaults to sql.LevelReadCommitted.
-func WithDefaultIsolation(level sql.IsolationLevel) Option {
-	return func(o *dbOptions) { o.isolation = level }
-}
-
-// WithTxSettings sets server settings applied at the start of every InTx
-// transaction (for example statement_timeout behind a transaction pooler,
-// where it cannot be a startup parameter). Defaults to none.
-func WithTxSettings(settings ...Setting) Option {
-	return func(o *dbOptions) { o.settings = append([]Setting(nil), settings...) }
-}
-
-// WithMaxAttempts sets how many times InTx runs a transaction that keeps
-// failing with a retryable error. Defaults to [DefaultMaxAttempts].
-func WithMaxAttempts(n int) Option {
-	return func(o *dbOptions) { o.maxAttempts = n }
-}
 
 // WithMetrics shares counters with a connector made by [NewConnector], so
 // [DB.Stats] reports them. Defaults to counters of the DB's own (tx
@@ -89,15 +67,12 @@ func WithAcquireTimeout(d time.Duration) Option {
 // or sqlmock's. driverName picks sqlx's bindvar style ("pgx", "postgres",
 // "poolsafe" and "sqlmock" all mean $1).
 func Wrap(db *sql.DB, driverName string, opts ...Option) *DB {
-	o := dbOptions{isolation: sql.LevelReadCommitted, maxAttempts: DefaultMaxAttempts}
+	var o dbOptions
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.metrics == nil {
 		o.metrics = new(Metrics)
-	}
-	if o.maxAttempts < 1 {
-		o.maxAttempts = 1
 	}
 	if sqlx.BindType(driverName) == sqlx.UNKNOWN {
 		sqlx.BindDriver(driverName, sqlx.DOLLAR)

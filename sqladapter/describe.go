@@ -2,37 +2,64 @@ package sqladapter
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
-	"strings"
 	"sync"
+	"time"
 )
 
 // errNotDescribable: the statement cannot be checked without running it
 // (lib/pq can only describe what PREPARE accepts).
 var errNotDescribable = errors.New("sqladapter: statement cannot be described")
 
+// errCopyNeedsPQ and errCopyNeedsPrepare: COPY … FROM STDIN streams rows,
+// which only lib/pq's statement API does through database/sql.
+var (
+	errCopyNeedsPQ = errors.New("sqladapter: COPY … FROM STDIN through database/sql needs lib/pq (pq.CopyIn in a transaction); " +
+		"with pgx use (*pgx.Conn).CopyFrom through sql.Conn.Raw and sqladapter.Unwrap")
+	errCopyNeedsPrepare = errors.New("sqladapter: COPY … FROM STDIN must be prepared inside a transaction " +
+		"(tx.Prepare(pq.CopyIn(table, columns...)), then stmt.Exec per row and stmt.Exec() to flush)")
+)
+
 // errMultipleStatements: lib/pq cannot describe (or prepare) several
 // statements at once.
 var errMultipleStatements = errors.New("sqladapter: cannot prepare more than one SQL statement at once (or the SQL has an unterminated quote or comment)")
 
-const describeCacheSize = 1024
+const (
+	describeCacheSize = 1024
+	// describeTTL bounds how long a description is trusted: DDL run by
+	// other programs can change a statement's parameter types.
+	describeTTL = 30 * time.Second
+)
 
-// describeCache remembers parameter types per SQL text.
+// describeCache remembers parameter types per SQL text. DDL or a
+// search_path change seen on any of the connector's connections empties
+// it, and entries expire after describeTTL, so a statement whose
+// parameter types changed is described again.
 type describeCache struct {
-	mu sync.Mutex
-	m  map[string][]string
-	n  int
+	mu  sync.Mutex
+	m   map[string]describeEntry
+	n   int
+	now func() time.Time
+}
+
+type describeEntry struct {
+	types []string
+	at    time.Time
 }
 
 func newDescribeCache(n int) *describeCache {
-	return &describeCache{m: make(map[string][]string), n: n}
+	return &describeCache{m: make(map[string]describeEntry), n: n, now: time.Now}
 }
 
 func (d *describeCache) get(q string) ([]string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t, ok := d.m[q]
-	return t, ok
+	e, ok := d.m[q]
+	if !ok || d.now().Sub(e.at) > describeTTL {
+		return nil, false
+	}
+	return e.types, true
 }
 
 func (d *describeCache) put(q string, t []string) {
@@ -41,7 +68,18 @@ func (d *describeCache) put(q string, t []string) {
 	if len(d.m) >= d.n {
 		clear(d.m) // simple bound; statements are re-described on demand
 	}
-	d.m[q] = t
+	d.m[q] = describeEntry{types: t, at: d.now()}
+}
+
+// observe empties the cache before a statement that can change what other
+// statements' parameters mean: DDL, or a change of search_path.
+func (d *describeCache) observe(query string, args []driver.NamedValue) {
+	if !changesTypes(query, args) {
+		return
+	}
+	d.mu.Lock()
+	clear(d.m)
+	d.mu.Unlock()
 }
 
 // describe returns the parameter type names of query (lower case
@@ -74,154 +112,3 @@ func (c *conn) cachedDescribe(ctx context.Context, query string) ([]string, erro
 	return c.describe(ctx, query)
 }
 
-// preparable reports whether lib/pq can describe query with PREPARE: any
-// statement except the utility commands PREPARE does not accept (DDL,
-// transaction control, SET, COPY, …). An unknown first word counts as
-// preparable, so a misspelt keyword fails at Prepare time as it would
-// with a server-side Prepare.
-func preparable(query string) bool {
-	q := strings.TrimLeft(skipComments(query), " \t\r\n(")
-	end := strings.IndexFunc(q, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-	})
-	if end < 0 {
-		end = len(q)
-	}
-	if end == 0 {
-		return false
-	}
-	return !utilityCommands[strings.ToUpper(q[:end])]
-}
-
-var utilityCommands = map[string]bool{
-	"ABORT": true, "ALTER": true, "ANALYZE": true, "ANALYSE": true, "BEGIN": true, "CALL": true,
-	"CHECKPOINT": true, "CLOSE": true, "CLUSTER": true, "COMMENT": true, "COMMIT": true, "COPY": true,
-	"CREATE": true, "DEALLOCATE": true, "DECLARE": true, "DISCARD": true, "DO": true, "DROP": true,
-	"END": true, "EXECUTE": true, "EXPLAIN": true, "FETCH": true, "GRANT": true, "IMPORT": true,
-	"LISTEN": true, "LOAD": true, "LOCK": true, "MOVE": true, "NOTIFY": true, "PREPARE": true,
-	"REASSIGN": true, "REFRESH": true, "REINDEX": true, "RELEASE": true, "RESET": true, "REVOKE": true,
-	"ROLLBACK": true, "SAVEPOINT": true, "SECURITY": true, "SET": true, "SHOW": true, "START": true,
-	"TRUNCATE": true, "UNLISTEN": true, "VACUUM": true,
-}
-
-// singleStatement reports whether query is one SQL statement (an optional
-// trailing semicolon, whitespace and comments allowed after it). It knows
-// PostgreSQL's quoting: '…' (with ” and, for E'…', backslash escapes),
-// "…", $tag$…$tag$, -- comments and nested /* */ comments. Anything it
-// cannot follow to the end counts as not single.
-func singleStatement(query string) bool {
-	q := query
-	sawEnd := false // a top-level ';' has been seen
-	for i := 0; i < len(q); {
-		c := q[i]
-		switch {
-		case c == '-' && i+1 < len(q) && q[i+1] == '-':
-			j := strings.IndexByte(q[i:], '\n')
-			if j < 0 {
-				return true // a trailing comment: describe adds a newline after it
-			}
-			i += j + 1
-			continue
-		case c == '/' && i+1 < len(q) && q[i+1] == '*':
-			depth, j := 1, i+2
-			for j < len(q) && depth > 0 {
-				switch {
-				case strings.HasPrefix(q[j:], "/*"):
-					depth, j = depth+1, j+2
-				case strings.HasPrefix(q[j:], "*/"):
-					depth, j = depth-1, j+2
-				default:
-					j++
-				}
-			}
-			if depth > 0 {
-				return false
-			}
-			i = j
-			continue
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			i++
-			continue
-		}
-		if sawEnd {
-			return false // something after the first statement
-		}
-		switch {
-		case c == ';':
-			sawEnd = true
-			i++
-		case c == '\'':
-			escapes := i > 0 && (q[i-1] == 'E' || q[i-1] == 'e') && (i < 2 || !isIdentByte(q[i-2]))
-			j := i + 1
-			for ; j < len(q); j++ {
-				if escapes && q[j] == '\\' {
-					j++
-					continue
-				}
-				if q[j] == '\'' {
-					if j+1 < len(q) && q[j+1] == '\'' {
-						j++
-						continue
-					}
-					break
-				}
-			}
-			if j >= len(q) {
-				return false
-			}
-			i = j + 1
-		case c == '"':
-			j := strings.IndexByte(q[i+1:], '"')
-			if j < 0 {
-				return false
-			}
-			i += j + 2
-		case c == '$' && (i == 0 || !isIdentByte(q[i-1])):
-			// $tag$ opens a dollar quote; $1 is a parameter.
-			j := i + 1
-			for j < len(q) && isIdentByte(q[j]) && !(j == i+1 && q[j] >= '0' && q[j] <= '9') {
-				j++
-			}
-			if j < len(q) && q[j] == '$' && !(j > i+1 && q[i+1] >= '0' && q[i+1] <= '9') {
-				tag := q[i : j+1]
-				end := strings.Index(q[j+1:], tag)
-				if end < 0 {
-					return false
-				}
-				i = j + 1 + end + len(tag)
-			} else {
-				i = j
-			}
-		default:
-			i++
-		}
-	}
-	return true
-}
-
-func isIdentByte(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
-}
-
-// skipComments drops leading whitespace and SQL comments.
-func skipComments(q string) string {
-	for {
-		q = strings.TrimLeft(q, " \t\r\n")
-		switch {
-		case strings.HasPrefix(q, "--"):
-			i := strings.IndexByte(q, '\n')
-			if i < 0 {
-				return ""
-			}
-			q = q[i+1:]
-		case strings.HasPrefix(q, "/*"):
-			i := strings.Index(q, "*/")
-			if i < 0 {
-				return ""
-			}
-			q = q[i+2:]
-		default:
-			return q
-		}
-	}
-}

@@ -230,8 +230,11 @@ func TestPQDescribeDoesNotRunOtherStatements(t *testing.T) {
 		t.Parallel()
 		dc := &describeConn{types: "bytea"}
 		wc := connect(t, dc, ConnectorOptions{Driver: DriverPQ})
-		_, _ = wc.(driver.ExecerContext).ExecContext(ctx, multi, []driver.NamedValue{{Ordinal: 1, Value: []byte("x")}})
-		for _, m := range dc.sent()[:len(dc.sent())-1] { // all but the Exec itself
+		_, err := wc.(driver.ExecerContext).ExecContext(ctx, multi, []driver.NamedValue{{Ordinal: 1, Value: []byte("x")}})
+		if !errors.Is(err, errMultipleStatements) {
+			t.Errorf("Exec error = %v, want errMultipleStatements (the extended protocol refuses it too)", err)
+		}
+		for _, m := range dc.sent() {
 			if strings.Contains(m, "DELETE FROM t") {
 				t.Errorf("describing the Exec sent a message that runs the second statement: %q", m)
 			}

@@ -153,6 +153,76 @@ type Error struct {
 	// cause is the context error that caused this one, set by
 	// ClassifyContext when the driver's error does not wrap it.
 	cause error
+	// outcome, when set, overrides what Outcome derives from the error.
+	outcome Outcome
+	// fromDriver: the error came from a driver call made through a
+	// connection of [NewConnector] (InTx retries only such errors).
+	fromDriver bool
+}
+
+// Outcome says what a failed call can have done on the server.
+type Outcome int
+
+const (
+	// OutcomeUnknown: the statement may have run. The connection was lost,
+	// or the call abandoned, after the statement was sent; with
+	// autocommit its effects may be committed. Check before repeating a
+	// write that is not idempotent.
+	OutcomeUnknown Outcome = iota
+	// OutcomeNotRun: the statement did not run, or the server rolled it
+	// back: it failed with a server error, or nothing was sent.
+	OutcomeNotRun
+	// OutcomeRan: the statement ran ([KindNotFound]: it found no row).
+	OutcomeRan
+)
+
+var outcomeNames = [...]string{
+	OutcomeUnknown: "it may have run",
+	OutcomeNotRun:  "the statement did not run",
+	OutcomeRan:     "it ran",
+}
+
+func (o Outcome) String() string {
+	if o >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Outcome says whether the statement can have taken effect, the same way
+// for both drivers:
+//
+//   - [KindNotFound]: it ran;
+//   - any other server error (a SQLSTATE outside the connection classes):
+//     it did not run — the server rejected it or rolled it back;
+//   - a connection failure or an ended context detected before anything
+//     was sent (pgconn.SafeToRetry, a failed connect, driver.ErrBadConn,
+//     an acquire timeout): it did not run;
+//   - any other connection failure, FATAL server error, or a context that
+//     ended while the statement was on the wire: it may have run.
+//
+// A failed COMMIT (see [DB.InTx]) follows the same rules: OutcomeUnknown
+// means the transaction may have been committed.
+func (e *Error) Outcome() Outcome {
+	if e.outcome != OutcomeUnknown {
+		return e.outcome
+	}
+	switch {
+	case e.Kind == KindNotFound:
+		return OutcomeRan
+	case e.SQLState != "":
+		if e.Kind == KindConnection {
+			return OutcomeUnknown
+		}
+		return OutcomeNotRun
+	case errors.Is(e.Err, driver.ErrBadConn) || pgxNotSent(e.Err):
+		return OutcomeNotRun
+	}
+	var at *acquireTimeoutError
+	if errors.As(e.Err, &at) {
+		return OutcomeNotRun
+	}
+	return OutcomeUnknown
 }
 
 func (e *Error) Error() string {
@@ -295,20 +365,48 @@ func ClassifyContext(ctx context.Context, err error) error {
 	}
 	out := *e
 	out.Kind = kind
+	if out.outcome == OutcomeUnknown && e.Outcome() == OutcomeNotRun {
+		out.outcome = OutcomeNotRun
+	}
 	if !errors.Is(e.Err, ctxErr) {
 		out.cause = ctxErr
 	}
 	return &out
 }
 
-// KindOf returns the class of err ([KindUnknown] for nil and for errors
-// [Classify] does not recognise).
+// KindOf returns the class of err: the Kind of an *[Error] in its chain,
+// else the class of the first sentinel errors.Is matches (so an error of
+// the caller's own that matches [ErrInvalidInput] is [KindInvalidInput]),
+// else what [Classify] makes of it; [KindUnknown] for nil and for errors
+// none of these recognise.
 func KindOf(err error) Kind {
+	if err == nil {
+		return KindUnknown
+	}
 	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	for k, s := range kindSentinels {
+		if s != nil && errors.Is(err, s) {
+			return Kind(k)
+		}
+	}
 	if errors.As(Classify(err), &e) {
 		return e.Kind
 	}
 	return KindUnknown
+}
+
+// driverError classifies an error a driver call returned, and marks it as
+// the database's (see [DB.InTx]).
+func driverError(ctx context.Context, err error) error {
+	err = ClassifyContext(ctx, err)
+	var e *Error
+	if errors.As(err, &e) {
+		e.fromDriver = true
+	}
+	return err
 }
 
 // Retryable reports whether err is a serialization failure or a deadlock,
@@ -349,11 +447,19 @@ func classify(err error) *Error {
 			Err:        err,
 		}
 	}
-	var kind Kind
+	var (
+		kind Kind
+		ne   net.Error
+		at   *acquireTimeoutError
+	)
 	switch {
+	case errors.As(err, &at):
+		return &Error{Kind: KindTimeout, Message: at.Error(), Err: err, outcome: OutcomeNotRun}
 	case errors.Is(err, context.Canceled):
 		kind = KindCanceled
-	case errors.Is(err, context.DeadlineExceeded), pgxTimeout(err):
+	case errors.Is(err, context.DeadlineExceeded), pgxTimeout(err), errors.As(err, &ne) && ne.Timeout():
+		// A network timeout is a timeout on both drivers, whether it hit
+		// while dialing (ConnectTimeout) or while waiting for an answer.
 		kind = KindTimeout
 	case connectionError(err):
 		kind = KindConnection

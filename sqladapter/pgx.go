@@ -1,9 +1,12 @@
 package sqladapter
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // pgxFields copies the fields of the first *pgconn.PgError in err's chain.
@@ -38,4 +41,54 @@ func pgxTimeout(err error) bool { return pgconn.Timeout(err) }
 func pgxConnection(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err)
+}
+
+// pgxTxStatus reports pgconn's transaction status of a pgx connection.
+func pgxTxStatus(dc driver.Conn) (byte, bool) {
+	sc, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return 0, false
+	}
+	return sc.Conn().PgConn().TxStatus(), true
+}
+
+// txStatus returns the connection's transaction status (txIdle, txActive
+// or txFailed), and false when the driver's connection does not say.
+func txStatus(drv string, dc driver.Conn) (byte, bool) {
+	switch drv {
+	case DriverPGX:
+		return pgxTxStatus(dc)
+	case DriverPQ:
+		return pqTxStatus(dc)
+	}
+	return 0, false
+}
+
+// pgxDescribe sends an unnamed Parse/Describe/Sync: one self-contained
+// round trip; the unnamed statement is replaced by the next Parse on that
+// server connection, whoever sends it.
+func pgxDescribe(ctx context.Context, dc driver.Conn, query string) ([]string, error) {
+	sc, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, errNotDescribable
+	}
+	pc := sc.Conn()
+	sd, err := pc.PgConn().Prepare(ctx, "", query, nil)
+	if err != nil {
+		return nil, err
+	}
+	types := make([]string, len(sd.ParamOIDs))
+	for i, oid := range sd.ParamOIDs {
+		if t, ok := pc.TypeMap().TypeForOID(oid); ok {
+			types[i] = t.Name
+		}
+	}
+	return types, nil
+}
+
+// pgxNotSent reports a pgx error raised before anything was sent: a failed
+// connection attempt, or one pgconn marks safe to retry.
+func pgxNotSent(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }

@@ -63,6 +63,7 @@ type driverStmt struct {
 	base  driver.Stmt
 	c     *conn
 	query string
+	copy  bool // lib/pq's COPY FROM STDIN: arguments are rows, sent as they are
 }
 
 func (s *driverStmt) Close() error  { return s.base.Close() }
@@ -78,12 +79,12 @@ func (s *driverStmt) Query(args []driver.Value) (driver.Rows, error) {
 
 func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	disarmAcquire(ctx)
-	args = s.c.bytesArgs(ctx, s.query, args)
-	start := time.Now()
-	var (
-		res driver.Result
-		err error
-	)
+	args, err := s.args(ctx, args)
+	if err != nil {
+		return nil, s.c.fail(ctx, "exec", s.query, args, time.Time{}, err)
+	}
+	start, sent := time.Now(), s.c.sent()
+	var res driver.Result
 	if se, ok := s.base.(driver.StmtExecContext); ok {
 		res, err = se.ExecContext(ctx, args)
 	} else if err = ctx.Err(); err == nil {
@@ -91,7 +92,7 @@ func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 		res, err = s.base.Exec(plainValues(args))
 	}
 	if err != nil {
-		return nil, s.c.fail(ctx, "exec", s.query, args, start, err)
+		return nil, s.c.fail(ctx, "exec", s.query, args, start, s.c.atMostOnce(sent, err))
 	}
 	s.c.done(ctx, "exec", s.query, args, start)
 	return res, nil
@@ -99,12 +100,12 @@ func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 
 func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	disarmAcquire(ctx)
-	args = s.c.bytesArgs(ctx, s.query, args)
-	start := time.Now()
-	var (
-		rows driver.Rows
-		err  error
-	)
+	args, err := s.args(ctx, args)
+	if err != nil {
+		return nil, s.c.fail(ctx, "query", s.query, args, time.Time{}, err)
+	}
+	start, sent := time.Now(), s.c.sent()
+	var rows driver.Rows
 	if sq, ok := s.base.(driver.StmtQueryContext); ok {
 		rows, err = sq.QueryContext(ctx, args)
 	} else if err = ctx.Err(); err == nil {
@@ -112,16 +113,25 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 		rows, err = s.base.Query(plainValues(args))
 	}
 	if err != nil {
-		return nil, s.c.fail(ctx, "query", s.query, args, start, err)
+		return nil, s.c.fail(ctx, "query", s.query, args, start, s.c.atMostOnce(sent, err))
 	}
 	s.c.done(ctx, "query", s.query, args, start)
-	return newRows(rows, ctx), nil
+	return newRows(rows, ctx, nil), nil
+}
+
+func (s *driverStmt) args(ctx context.Context, args []driver.NamedValue) ([]driver.NamedValue, error) {
+	if s.copy {
+		return args, nil
+	}
+	return s.c.bytesArgs(ctx, s.query, args)
 }
 
 // CheckNamedValue normalises the argument, then lets the statement or the
 // connection check it.
 func (s *driverStmt) CheckNamedValue(nv *driver.NamedValue) error {
-	normaliseArg(nv)
+	if err := normaliseArg(nv); err != nil {
+		return err
+	}
 	if ch, ok := s.base.(driver.NamedValueChecker); ok {
 		return ch.CheckNamedValue(nv)
 	}

@@ -62,18 +62,20 @@ func WithAttempts(n int) TxOption {
 }
 
 // InTx runs fn in a transaction and commits it, or rolls it back when fn
-// returns an error, panics (the panic is re-raised) or ctx ends. A
-// serialization failure or deadlock — and a connection failure before
-// COMMIT was sent, when nothing can have been applied — runs fn again in
-// a new transaction after a jittered exponential backoff, up to the
-// attempt limit. A failure during COMMIT is never retried: the server may
-// have committed. Errors are classified (see [Classify]).
+// returns an error, panics (the panic is re-raised) or ctx ends. The
+// transaction uses the connector's isolation level and settings (see
+// [ConnectorOptions]) unless opts say otherwise.
 //
-// Settings from [WithTxSettings] and [WithSetting] are applied at the start
-// of the transaction in one round trip.
+// fn runs again, in a new transaction after a jittered exponential
+// backoff and up to the attempt limit, only when the database failed the
+// transaction in a way that undid it: a serialization failure, a deadlock,
+// or a connection lost before COMMIT was sent. Nothing else is retried: an
+// error of fn's own (a failed HTTP call, a decode error) comes back
+// unchanged, as fn returned it, and a failure during COMMIT is never
+// retried, because the server may have committed (its [Error.Outcome] is
+// [OutcomeUnknown]).
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption) error {
-	cfg := txConfig{isolation: db.opts.isolation, maxAttempts: db.opts.maxAttempts}
-	cfg.settings = append(cfg.settings, db.opts.settings...)
+	cfg := txConfig{maxAttempts: DefaultMaxAttempts}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -85,13 +87,16 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 		if err == nil {
 			return nil
 		}
+		retry := retryable(err)
 		var ce *commitError
-		committing := errors.As(err, &ce)
-		if committing {
+		if errors.As(err, &ce) {
 			err = ce.err
 		}
-		err = ClassifyContext(ctx, err)
-		if attempt >= cfg.maxAttempts || ctx.Err() != nil || !retryable(err, committing) {
+		if !retry || attempt >= cfg.maxAttempts || ctx.Err() != nil {
+			if !isDatabaseError(err) {
+				return err // fn's own error, unchanged
+			}
+			err = ClassifyContext(ctx, err)
 			if attempt > 1 {
 				return fmt.Errorf("sqladapter: transaction failed after %d attempts: %w", attempt, err)
 			}
@@ -110,16 +115,42 @@ type commitError struct{ err error }
 func (e *commitError) Error() string { return e.err.Error() }
 func (e *commitError) Unwrap() error { return e.err }
 
-func retryable(err error, committing bool) bool {
-	switch KindOf(err) {
+// isDatabaseError reports an error the database reported: a server error
+// (one with a SQLSTATE, from either driver), or any error a driver returned
+// through a connection of [NewConnector].
+func isDatabaseError(err error) bool {
+	var e *Error
+	if errors.As(err, &e) && e.fromDriver {
+		return true
+	}
+	var st interface{ SQLState() string }
+	return errors.As(err, &st) && st.SQLState() != ""
+}
+
+// retryable reports whether the database undid the whole transaction, so
+// that running it again cannot apply anything twice.
+func retryable(err error) bool {
+	if !isDatabaseError(err) {
+		return false // fn's own error: an HTTP call, a decode, a check
+	}
+	e, ok := Classify(err).(*Error)
+	if !ok {
+		if !errors.As(Classify(err), &e) {
+			return false
+		}
+	}
+	switch e.Kind {
 	case KindSerialization, KindDeadlock:
 		return true // the server rolled the transaction back, even at COMMIT
 	case KindConnection:
+		if !e.fromDriver {
+			return false // only a connection of ours says when it was lost
+		}
 		// Before COMMIT nothing can have been applied. A FATAL server error
 		// that is not about the connection (a wrong password) will not go
 		// away by trying again.
-		var e *Error
-		if committing || !errors.As(err, &e) {
+		var ce *commitError
+		if errors.As(err, &ce) {
 			return false
 		}
 		st := e.SQLState
@@ -152,7 +183,7 @@ func (db *DB) runTx(ctx context.Context, cfg *txConfig, fn func(tx *Tx) error) (
 	done = true
 	if err := stx.Commit(); err != nil {
 		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
-			return ctx.Err() // database/sql rolled back when ctx ended
+			return ClassifyContext(ctx, ctx.Err()) // database/sql rolled back when ctx ended
 		}
 		return &commitError{err: err}
 	}

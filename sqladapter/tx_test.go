@@ -7,7 +7,9 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -24,17 +26,29 @@ import (
 
 // newMockDB returns a *sqladapter.DB over a fresh sqlmock whose SQL must
 // match exactly; expectations are checked when the test ends.
+// newMockDB returns a DB whose one connection is sqlmock's, wrapped by
+// NewConnector as driverconf would wrap a real driver's.
 func newMockDB(t *testing.T, opts ...sqladapter.Option) (*sqladapter.DB, sqlmock.Sqlmock) {
 	t.Helper()
-	sdb, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	dsn := "mock-" + hex.EncodeToString(rnd[:])
+	mockDB, mock, err := sqlmock.NewWithDSN(dsn, sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
 	if err != nil {
 		t.Fatalf("sqlmock.New: %v", err)
 	}
+	dc, err := mockDB.Driver().Open(dsn) // the same mock connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdb := sql.OpenDB(sqladapter.NewConnector(txOptsConnector{c: &txOptsConn{Conn: dc}, d: mockDB.Driver()}, sqladapter.ConnectorOptions{}))
+	sdb.SetMaxOpenConns(1)
 	t.Cleanup(func() {
 		if err := mock.ExpectationsWereMet(); err != nil {
 			t.Errorf("sqlmock expectations: %v", err)
 		}
 		sdb.Close()
+		mockDB.Close()
 	})
 	return sqladapter.Wrap(sdb, "sqlmock", opts...), mock
 }
@@ -112,9 +126,7 @@ func TestInTxGivesUpAfterAttemptLimit(t *testing.T) {
 		dbOpts []sqladapter.Option
 		txOpts []sqladapter.TxOption
 	}{
-		{"WithMaxAttempts", []sqladapter.Option{sqladapter.WithMaxAttempts(3)}, nil},
 		{"WithAttempts", nil, []sqladapter.TxOption{sqladapter.WithAttempts(3)}},
-		{"WithAttempts overrides WithMaxAttempts", []sqladapter.Option{sqladapter.WithMaxAttempts(10)}, []sqladapter.TxOption{sqladapter.WithAttempts(3)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -246,29 +258,19 @@ func TestInTxCommitSerializationFailureRetried(t *testing.T) {
 func TestInTxAppliesSettingsFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t, sqladapter.WithTxSettings(sqladapter.Setting{Name: "statement_timeout", Value: "5000ms"}))
+	db, mock := newMockDB(t)
 
-	// Per-call settings follow the DB's, in one statement right after BEGIN.
+	// Per-call settings: one statement right after BEGIN.
 	mock.ExpectBegin()
 	mock.ExpectExec("SELECT set_config($1, $2, true), set_config($3, $4, true)").
 		WithArgs("statement_timeout", "5000ms", "app.tenant_id", "t1").
 		WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectCommit()
-	// A later call without WithSetting gets only the DB's settings.
-	mock.ExpectBegin()
-	mock.ExpectExec("SELECT set_config($1, $2, true)").
-		WithArgs("statement_timeout", "5000ms").
-		WillReturnResult(sqlmock.NewResult(0, 1))
-	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
-	mock.ExpectCommit()
 
 	fn := func(tx *sqladapter.Tx) error { return execUpdate(ctx, tx) }
-	if err := db.InTx(ctx, fn, sqladapter.WithSetting("app.tenant_id", "t1")); err != nil {
+	if err := db.InTx(ctx, fn, sqladapter.WithSetting("statement_timeout", "5000ms"), sqladapter.WithSetting("app.tenant_id", "t1")); err != nil {
 		t.Fatalf("InTx with settings: %v", err)
-	}
-	if err := db.InTx(ctx, fn); err != nil {
-		t.Fatalf("InTx with DB settings only: %v", err)
 	}
 }
 
@@ -456,6 +458,10 @@ func (c *txOptsConn) ExecContext(ctx context.Context, query string, args []drive
 	return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
 }
 
+func (c *txOptsConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+}
+
 func (c *txOptsConn) recorded() []driver.TxOptions {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -503,7 +509,10 @@ func TestInTxIsolationAndReadOnly(t *testing.T) {
 	if err := db.InTx(ctx, noop, sqladapter.WithIsolation(sql.LevelSerializable), sqladapter.ReadOnly()); err != nil {
 		t.Fatal(err)
 	}
-	rr := sqladapter.Wrap(sdb, "sqlmock", sqladapter.WithDefaultIsolation(sql.LevelRepeatableRead))
+	// The connector's isolation level applies to every transaction begun
+	// with the default level, however the handle was opened.
+	rr := sqladapter.Wrap(sql.OpenDB(sqladapter.NewConnector(txOptsConnector{c: rec, d: mockDB.Driver()},
+		sqladapter.ConnectorOptions{Isolation: sql.LevelRepeatableRead})), "sqlmock")
 	if err := rr.InTx(ctx, noop); err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +520,7 @@ func TestInTxIsolationAndReadOnly(t *testing.T) {
 		t.Error(err)
 	}
 	want := []driver.TxOptions{
-		{Isolation: driver.IsolationLevel(sql.LevelReadCommitted)},
+		{Isolation: driver.IsolationLevel(sql.LevelDefault)},
 		{Isolation: driver.IsolationLevel(sql.LevelSerializable), ReadOnly: true},
 		{Isolation: driver.IsolationLevel(sql.LevelRepeatableRead)},
 	}
@@ -611,6 +620,31 @@ func TestSetConfigSQL(t *testing.T) {
 			}
 			if !reflect.DeepEqual(args, tc.wantArgs) {
 				t.Errorf("args = %#v, want %#v", args, tc.wantArgs)
+			}
+		})
+	}
+}
+
+func TestInTxCallerErrorsRunOnceUnchanged(t *testing.T) {
+	t.Parallel()
+	urlErr := &url.Error{Op: "Get", URL: "https://example.com/", Err: io.ErrUnexpectedEOF}
+	for _, want := range []error{io.ErrUnexpectedEOF, urlErr, io.EOF, context.DeadlineExceeded, errors.New("mine")} {
+		t.Run(fmt.Sprintf("%T %v", want, want), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, mock := newMockDB(t)
+			mock.ExpectBegin()
+			mock.ExpectRollback()
+			calls := 0
+			err := db.InTx(ctx, func(*sqladapter.Tx) error {
+				calls++
+				return want
+			})
+			if calls != 1 {
+				t.Errorf("fn ran %d times, want 1: an error of fn's own is never retried", calls)
+			}
+			if err != want {
+				t.Errorf("InTx error = %#v, want fn's error unchanged (%#v)", err, want)
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql/driver"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strconv"
@@ -11,9 +13,23 @@ import (
 )
 
 // normaliseArg rewrites the Go argument types the two drivers would send
-// differently (see the table in the package documentation).
-func normaliseArg(nv *driver.NamedValue) {
+// differently (see the table in the package documentation). A
+// driver.Valuer is resolved here, as database/sql does for lib/pq, so that
+// what it returns — JSON in a []byte, a time, a NULL — is treated like the
+// same value passed directly.
+func normaliseArg(nv *driver.NamedValue) error {
+	if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
+		val, err := callValuer(v)
+		if err != nil {
+			return fmt.Errorf("sqladapter: argument $%d: %T.Value: %w", nv.Ordinal, nv.Value, err)
+		}
+		nv.Value = val
+	}
 	switch v := nv.Value.(type) {
+	case []byte:
+		if v == nil {
+			nv.Value = nil // a nil slice is NULL, as the raw drivers send it
+		}
 	case json.RawMessage:
 		if v == nil {
 			nv.Value = nil
@@ -43,7 +59,30 @@ func normaliseArg(nv *driver.NamedValue) {
 			nv.Value = formatInterval(*v)
 		}
 	}
+	return nil
 }
+
+// nativeArg reports values both drivers take as they are: the Valuer is
+// left to the driver for them.
+func nativeArg(v any) bool {
+	switch v.(type) {
+	case json.RawMessage, *json.RawMessage:
+		return true
+	}
+	return false
+}
+
+// callValuer is database/sql's rule: a nil pointer whose Value method has
+// a value receiver is NULL rather than a panic.
+func callValuer(v driver.Valuer) (driver.Value, error) {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.IsNil() &&
+		rv.Type().Elem().Implements(valuerType) {
+		return nil, nil
+	}
+	return v.Value()
+}
+
+var valuerType = reflect.TypeFor[driver.Valuer]()
 
 // formatInterval writes d as a PostgreSQL interval literal.
 func formatInterval(d time.Duration) string {
@@ -53,8 +92,11 @@ func formatInterval(d time.Duration) string {
 // bytesArgs sends each []byte argument as text unless its parameter is
 // bytea, so that JSON in a []byte reaches json/jsonb columns, text columns
 // get the text and bytea columns the bytes — whatever the driver. The
-// parameter types come from describing the statement once per SQL text.
-func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedValue) []driver.NamedValue {
+// parameter types come from describing the statement (see describeCache).
+// A statement the server cannot describe fails here with the server's
+// error, as it would when run: inside a transaction the failed describe
+// has aborted the transaction, so the statement must not be sent.
+func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
 	has := false
 	for _, a := range args {
 		if _, ok := a.Value.([]byte); ok {
@@ -63,11 +105,14 @@ func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedV
 		}
 	}
 	if !has || c.c.opts.Driver == "" {
-		return args
+		return args, nil
 	}
 	types, err := c.cachedDescribe(ctx, query)
+	if errors.Is(err, errNotDescribable) {
+		return args, nil
+	}
 	if err != nil {
-		return args // the query itself will report the problem
+		return nil, err
 	}
 	var out []driver.NamedValue
 	for i, a := range args {
@@ -81,9 +126,9 @@ func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedV
 		out[i].Value = string(b)
 	}
 	if out == nil {
-		return args
+		return args, nil
 	}
-	return out
+	return out, nil
 }
 
 // Column kinds that need normalising on the way out.
@@ -91,20 +136,27 @@ const (
 	colOther  = iota
 	colBinary // bytea, json, jsonb: []byte on both drivers
 	colTimeOfDay
+	colFloat4
 )
 
 // rows normalises values on the way out: every time.Time in UTC, time of
-// day as "15:04:05.999999", and every text-like value a string.
+// day as "15:04:05.999999", float4 as the shortest decimal that reads back
+// as the same float4, and every text-like value a string. When the
+// statement ran in a transaction of its own (see ConnectorOptions.Settings),
+// Close ends that transaction.
 type rows struct {
-	base  driver.Rows
-	ctx   context.Context
-	kinds []int
+	base   driver.Rows
+	ctx    context.Context
+	kinds  []int
+	tx     driver.Tx // the statement's own transaction, or nil
+	failed bool      // Next returned an error other than io.EOF
 }
 
-func newRows(base driver.Rows, ctx context.Context) *rows {
+func newRows(base driver.Rows, ctx context.Context, tx driver.Tx) *rows {
 	// Column kinds are looked up on first need: a result without
-	// time.Time or []byte values never asks the driver for type names.
-	return &rows{base: base, ctx: ctx}
+	// time.Time, []byte or float64 values never asks the driver for type
+	// names.
+	return &rows{base: base, ctx: ctx, tx: tx}
 }
 
 func (r *rows) initKinds() {
@@ -121,14 +173,27 @@ func (r *rows) initKinds() {
 			r.kinds[i] = colBinary
 		case "TIME":
 			r.kinds[i] = colTimeOfDay
+		case "FLOAT4":
+			r.kinds[i] = colFloat4
 		}
 	}
 }
 
 func (r *rows) Columns() []string { return r.base.Columns() }
+
 func (r *rows) Close() error {
 	defer releaseAcquire(r.ctx)
-	return r.base.Close()
+	err := r.base.Close()
+	if r.tx != nil {
+		tx := r.tx
+		r.tx = nil
+		if err != nil || r.failed {
+			_ = tx.Rollback()
+		} else {
+			err = tx.Commit()
+		}
+	}
+	return err
 }
 
 func (r *rows) Next(dest []driver.Value) error {
@@ -136,14 +201,17 @@ func (r *rows) Next(dest []driver.Value) error {
 		if err == io.EOF {
 			return err
 		}
-		return ClassifyContext(r.ctx, err)
+		r.failed = true
+		return driverError(r.ctx, err)
 	}
 	for i, v := range dest {
 		switch v.(type) {
-		case time.Time, []byte:
+		case time.Time, []byte, float64:
 			if r.kinds == nil {
 				r.initKinds()
 			}
+		default:
+			continue
 		}
 		switch v := v.(type) {
 		case time.Time:
@@ -155,6 +223,12 @@ func (r *rows) Next(dest []driver.Value) error {
 		case []byte:
 			if r.kinds[i] != colBinary {
 				dest[i] = string(v)
+			}
+		case float64:
+			if r.kinds[i] == colFloat4 {
+				// pgx widens the float32 (1.2 → 1.2000000476837158);
+				// lib/pq parses the server's shortest text (1.2).
+				dest[i], _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', -1, 32), 64)
 			}
 		}
 	}

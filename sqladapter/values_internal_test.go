@@ -53,7 +53,7 @@ func TestNormaliseArg(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			nv := driver.NamedValue{Ordinal: 1, Value: tc.in}
-			normaliseArg(&nv)
+			_ = normaliseArg(&nv)
 			if !reflect.DeepEqual(nv.Value, tc.want) {
 				t.Errorf("normaliseArg(%#v) = %#v, want %#v", tc.in, nv.Value, tc.want)
 			}
@@ -140,7 +140,7 @@ func TestRowsNormalise(t *testing.T) {
 	}
 	base.data = [][]driver.Value{row}
 
-	r := newRows(base, context.Background())
+	r := newRows(base, context.Background(), nil)
 	dest := make([]driver.Value, len(cols))
 	if err := r.Next(dest); err != nil {
 		t.Fatalf("Next: %v", err)
@@ -185,7 +185,7 @@ func TestRowsWithoutTypeNames(t *testing.T) {
 		cols: []string{"b", "t"},
 		data: [][]driver.Value{{[]byte("x"), time.Date(2024, 1, 1, 2, 0, 0, 0, plus2)}},
 	}}
-	r := newRows(plain, context.Background())
+	r := newRows(plain, context.Background(), nil)
 	dest := make([]driver.Value, 2)
 	if err := r.Next(dest); err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func TestRowsClassifyErrors(t *testing.T) {
 		cols: []string{"n"}, typeNames: []string{"INT8"}, scanTypes: []reflect.Type{reflect.TypeFor[int64]()},
 		err: &pgconn.PgError{Severity: "ERROR", Code: "22012", Message: "division by zero"},
 	}
-	r := newRows(base, context.Background())
+	r := newRows(base, context.Background(), nil)
 	err := r.Next(make([]driver.Value, 1))
 	if !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("Next error = %v, want ErrInvalidInput", err)
@@ -247,7 +247,7 @@ func TestRowsNextResultSetRetypes(t *testing.T) {
 		{cols: []string{"a"}, typeNames: []string{"BYTEA"}, data: [][]driver.Value{{[]byte("x")}}},
 		{cols: []string{"a"}, typeNames: []string{"UUID"}, data: [][]driver.Value{{[]byte("y")}}},
 	}}
-	r := newRows(m, context.Background())
+	r := newRows(m, context.Background(), nil)
 	dest := make([]driver.Value, 1)
 	if err := r.Next(dest); err != nil || !reflect.DeepEqual(dest[0], []byte("x")) {
 		t.Fatalf("first set: %#v, %v", dest[0], err)

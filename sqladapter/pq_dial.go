@@ -1,4 +1,4 @@
-package driverconf
+package sqladapter
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,8 +17,18 @@ const (
 	protocolV3        = 196608
 )
 
-// cancelDialer dials lib/pq's connections when a pooler is in front.
-// When the context of a running query ends, lib/pq opens a second
+// wireSlotKey carries a *wireSlot in the context of Connect, so that the
+// dialer can hand the socket it made to the connection being built.
+type wireSlotKey struct{}
+
+type wireSlot struct{ conn *wireConn }
+
+// pqDialer dials lib/pq's connections. Every socket counts the bytes
+// written on it, so that a connection failure can be told apart: before
+// anything was sent the statement did not run (database/sql may retry it),
+// after that it may have run (see conn.atMostOnce).
+//
+// With intercept set (a pooler is in front): when the context of a running query ends, lib/pq opens a second
 // connection and sends a CancelRequest. PgBouncer 1.18 (Debian 12) can
 // exit on such a request ("bad client state: 0", pgbouncer issue #801),
 // taking every client down with it. So the dialer recognises lib/pq's
@@ -27,42 +38,47 @@ const (
 // connection; the statement stops at its statement_timeout at the latest.
 // A cancel for a connection it does not know (TLS hides the key) goes to
 // the pooler as usual.
-type cancelDialer struct {
-	d net.Dialer
+type pqDialer struct {
+	d         net.Dialer
+	intercept bool
 
 	mu    sync.Mutex
-	conns map[[8]byte]*trackedConn // BackendKeyData (pid, secret) → connection
+	conns map[[8]byte]*wireConn // BackendKeyData (pid, secret) → connection
 }
 
-func newCancelDialer() *cancelDialer {
-	return &cancelDialer{d: net.Dialer{KeepAlive: 5 * time.Minute}, conns: map[[8]byte]*trackedConn{}}
+func newPQDialer(intercept bool) *pqDialer {
+	return &pqDialer{d: net.Dialer{KeepAlive: 5 * time.Minute}, intercept: intercept, conns: map[[8]byte]*wireConn{}}
 }
 
-func (d *cancelDialer) Dial(network, address string) (net.Conn, error) {
+func (d *pqDialer) Dial(network, address string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, address)
 }
 
-func (d *cancelDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+func (d *pqDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return d.DialContext(ctx, network, address)
 }
 
-func (d *cancelDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+func (d *pqDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := d.d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c, d: d}, nil
+	wc := &wireConn{Conn: c, d: d}
+	if slot, ok := ctx.Value(wireSlotKey{}).(*wireSlot); ok {
+		slot.conn = wc
+	}
+	return wc, nil
 }
 
-func (d *cancelDialer) register(key [8]byte, c *trackedConn) {
+func (d *pqDialer) register(key [8]byte, c *wireConn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.conns[key] = c
 }
 
-func (d *cancelDialer) forget(key [8]byte, c *trackedConn) {
+func (d *pqDialer) forget(key [8]byte, c *wireConn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conns[key] == c {
@@ -70,17 +86,18 @@ func (d *cancelDialer) forget(key [8]byte, c *trackedConn) {
 	}
 }
 
-func (d *cancelDialer) lookup(key [8]byte) *trackedConn {
+func (d *pqDialer) lookup(key [8]byte) *wireConn {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.conns[key]
 }
 
-// trackedConn learns its BackendKeyData from the server's first messages
-// and intercepts a CancelRequest written to it.
-type trackedConn struct {
+// wireConn counts the bytes written on it, learns its BackendKeyData from
+// the server's first messages and intercepts a CancelRequest written to it.
+type wireConn struct {
 	net.Conn
-	d *cancelDialer
+	d       *pqDialer
+	written atomic.Int64
 
 	mu          sync.Mutex
 	startupSent bool   // a StartupMessage went out: no cancel on this connection
@@ -92,9 +109,9 @@ type trackedConn struct {
 	intercepted bool // this connection carried a cancel that was handled here
 }
 
-func (c *trackedConn) Write(p []byte) (int, error) {
+func (c *wireConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if !c.startupSent && len(p) >= 8 {
+	if c.d.intercept && !c.startupSent && len(p) >= 8 {
 		switch binary.BigEndian.Uint32(p[4:8]) {
 		case sslRequestCode:
 			c.sslAsked = true
@@ -115,10 +132,12 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		}
 	}
 	c.mu.Unlock()
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
 }
 
-func (c *trackedConn) Read(p []byte) (int, error) {
+func (c *wireConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	intercepted := c.intercepted
 	c.mu.Unlock()
@@ -133,7 +152,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 }
 
 // observe scans the server's startup response for BackendKeyData.
-func (c *trackedConn) observe(b []byte) {
+func (c *wireConn) observe(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sslAsked && !c.startupSent {
@@ -171,7 +190,7 @@ func (c *trackedConn) observe(b []byte) {
 	}
 }
 
-func (c *trackedConn) Close() error {
+func (c *wireConn) Close() error {
 	c.mu.Lock()
 	keyed, key := c.keyed, c.key
 	c.mu.Unlock()
