@@ -111,4 +111,3 @@ func (c *conn) cachedDescribe(ctx context.Context, query string) ([]string, erro
 	}
 	return c.describe(ctx, query)
 }
-
