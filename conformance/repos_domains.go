@@ -93,7 +93,7 @@ func domainTests(t *testing.T, r *run) {
 		if !errors.As(err, &ve) || ve.Field != "names[4321]" || !strings.Contains(ve.Problem, "empty label") {
 			t.Fatalf("BulkUpsert with one bad name: %v, want a validation error for names[4321]", err)
 		}
-		if _, err := ds.BulkUpsert(e.ctx, e.tenant, make([]string, repo.MaxBulkDomains+1)); !errors.Is(err, sqladapter.ErrInvalidInput) {
+		if _, err := ds.BulkUpsert(e.ctx, e.tenant, make([]string, repo.MaxBatchDomains+1)); !errors.Is(err, sqladapter.ErrInvalidInput) {
 			t.Fatalf("BulkUpsert of too many: %v, want ErrInvalidInput", err)
 		}
 		if n := e.count(t, "domains"); n != 0 {
@@ -254,7 +254,7 @@ func domainTests(t *testing.T, r *run) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		names := make([]string, r.size(repo.MaxBulkDomains, 2000))
+		names := make([]string, r.size(repo.MaxBatchDomains, 2000))
 		want := make([]string, len(names)) // normalised form of each input
 		rng := rand.New(rand.NewPCG(1, 2))
 		for i := range names {

@@ -265,14 +265,22 @@ func profileTests(t *testing.T, r *run) {
 			t.Fatalf("offset walk\n got %v\nwant %v", byOffset, ids)
 		}
 
-		// A limit that divides the total exactly ends with an empty page.
+		// A full page that is the last has no cursor: NextCursor is ""
+		// exactly when nothing follows, by cursor or by offset.
 		page, err := ps.List(e.ctx, e.tenant, repo.Page{Limit: 25})
-		if err != nil || len(page.Items) != 25 || page.NextCursor == "" {
-			t.Fatalf("List 25 = %d items, cursor %q, %v", len(page.Items), page.NextCursor, err)
+		if err != nil || len(page.Items) != 25 || page.NextCursor != "" {
+			t.Fatalf("List 25 = %d items, cursor %q, %v; want all, no cursor", len(page.Items), page.NextCursor, err)
 		}
-		last, err := ps.List(e.ctx, e.tenant, repo.Page{Limit: 25, Cursor: page.NextCursor})
-		if err != nil || len(last.Items) != 0 || last.NextCursor != "" {
-			t.Fatalf("page after the last = %+v, %v", last, err)
+		page, err = ps.List(e.ctx, e.tenant, repo.Page{Limit: 24})
+		if err != nil || len(page.Items) != 24 || page.NextCursor == "" {
+			t.Fatalf("List 24 = %d items, cursor %q, %v; want a cursor", len(page.Items), page.NextCursor, err)
+		}
+		last, err := ps.List(e.ctx, e.tenant, repo.Page{Limit: 24, Cursor: page.NextCursor})
+		if err != nil || len(last.Items) != 1 || last.NextCursor != "" {
+			t.Fatalf("page after = %+v, %v; want the last item, no cursor", last, err)
+		}
+		if off, err := ps.List(e.ctx, e.tenant, repo.Page{Limit: 5, Offset: 20}); err != nil || len(off.Items) != 5 || off.NextCursor != "" {
+			t.Fatalf("last page by offset = %d items, cursor %q, %v", len(off.Items), off.NextCursor, err)
 		}
 
 		// A cursor stays valid while items are added.

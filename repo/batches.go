@@ -2,17 +2,12 @@ package repo
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
 )
@@ -48,8 +43,6 @@ func (s BatchStatus) Final() bool {
 
 // Batch limits and defaults.
 const (
-	// MaxBatchDomains is the most domains one [Batches.Create] call takes.
-	MaxBatchDomains = MaxBulkDomains
 	// MaxBatchNameLen is the longest batch name accepted, in characters.
 	MaxBatchNameLen = 200
 	// DefaultBatchJobKind is the kind of a batch's jobs when
@@ -152,14 +145,6 @@ type BatchFilter struct {
 	Status BatchStatus
 }
 
-// BatchPage is one page of [Batches.List].
-type BatchPage struct {
-	Items []Batch
-	// NextCursor continues the list after Items (Page.Cursor); "" when
-	// this page was the last.
-	NextCursor string
-}
-
 // BatchResult is what [Batches.Cancel] or [Batches.Reconcile] did.
 type BatchResult struct {
 	// Batch is the batch after the call.
@@ -169,176 +154,6 @@ type BatchResult struct {
 	// JobsCancelled counts the jobs [Batches.Cancel] cancelled.
 	JobsCancelled int
 }
-
-const batchColumns = `id, tenant_id, name, status, total, succeeded, failed, cancelled, finished_at, created_at, updated_at`
-
-// batchColumnsB are the columns of batches b, prefixed for joining with a job.
-const batchColumnsB = `b.id AS b_id, b.tenant_id AS b_tenant_id, b.name AS b_name, b.status AS b_status, ` +
-	`b.total AS b_total, b.succeeded AS b_succeeded, b.failed AS b_failed, b.cancelled AS b_cancelled, ` +
-	`b.finished_at AS b_finished_at, b.created_at AS b_created_at, b.updated_at AS b_updated_at`
-
-// sqlBatchCreate is the whole of Batches.Create: it upserts the domains
-// (distinct, in sorted order, like Domains.BulkUpsert), inserts the batch
-// with the number of domains as its total, and one job per domain. An
-// existing domain is "updated" so that RETURNING yields it even when
-// another transaction committed it after this statement began. The
-// foreign keys from jobs to the new rows are checked at the end of the
-// statement, when all three inserts are done.
-const sqlBatchCreate = `WITH dom AS (
-	INSERT INTO {schema}.domains AS d (tenant_id, domain)
-	SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name) ORDER BY n.name
-	ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
-	RETURNING d.id, d.domain
-),
-bat AS (
-	INSERT INTO {schema}.batches (tenant_id, name, total)
-	SELECT $1::uuid, $3, count(*) FROM dom
-	RETURNING ` + batchColumns + `
-),
-ins AS (
-	INSERT INTO {schema}.jobs (tenant_id, batch_id, domain_id, kind, payload, priority, run_at, max_attempts)
-	SELECT $1::uuid, bat.id, dom.id, $4, $5::jsonb || jsonb_build_object('domain', dom.domain), $6,
-		COALESCE($7::timestamptz, now()), $8
-	FROM bat, dom
-	ORDER BY dom.domain
-)
-SELECT ` + batchColumns + ` FROM bat`
-
-const sqlBatchGet = `SELECT ` + batchColumns + `
-FROM {schema}.batches
-WHERE tenant_id = $1 AND id = $2`
-
-const sqlBatchList = `SELECT ` + batchColumns + `
-FROM {schema}.batches
-WHERE tenant_id = $1
-	AND ($2::text = '' OR status = $2::text)
-	AND (created_at, id) > ($3::timestamptz, $4::uuid)
-ORDER BY created_at, id
-LIMIT $5 OFFSET $6`
-
-// sqlBatchCancel cancels the batch's unfinished jobs first, then locks the
-// batch (the order every job statement takes: jobs, then batches) and
-// counts them. "locked" sees the batch's latest version, as in
-// sqlJobTally, so was_finished is exact.
-const sqlBatchCancel = `WITH cj AS (
-	UPDATE {schema}.jobs SET
-		state = 'cancelled',
-		locked_by = NULL,
-		lease_expires_at = NULL,
-		finished_at = now()
-	WHERE tenant_id = $1 AND batch_id = $2 AND state IN ('queued', 'running')
-	RETURNING id
-),
-n AS (
-	SELECT count(*)::int AS n FROM cj
-),
-locked AS (
-	SELECT b.id, b.finished_at
-	FROM {schema}.batches b, n
-	WHERE b.tenant_id = $1 AND b.id = $2
-	FOR UPDATE OF b
-),
-bat AS (
-	UPDATE {schema}.batches b SET
-		cancelled = b.cancelled + n.n,
-		status = CASE WHEN b.finished_at IS NULL THEN 'cancelled' ELSE b.status END,
-		finished_at = COALESCE(b.finished_at, now())
-	FROM locked l, n
-	WHERE b.id = l.id
-	RETURNING ` + batchColumnsB + `, l.finished_at IS NOT NULL AS was_finished, n.n AS jobs_cancelled
-)
-SELECT * FROM bat`
-
-// sqlBatchLock starts Batches.Reconcile: it holds the batch so that no job
-// statement counts into it until the transaction ends.
-const sqlBatchLock = `SELECT finished_at IS NOT NULL
-FROM {schema}.batches
-WHERE tenant_id = $1 AND id = $2
-FOR UPDATE`
-
-// sqlBatchReconcile runs after sqlBatchLock, in the same READ COMMITTED
-// transaction, so its snapshot holds every job change counted so far;
-// changes still waiting for the lock are counted on top after it.
-const sqlBatchReconcile = `UPDATE {schema}.batches b SET
-	total = c.total,
-	succeeded = c.succeeded,
-	failed = c.failed,
-	cancelled = c.cancelled,
-	status = CASE
-		WHEN b.finished_at IS NOT NULL THEN b.status
-		WHEN c.succeeded + c.failed + c.cancelled < c.total THEN
-			CASE WHEN b.status = 'pending' AND c.queued < c.total THEN 'running' ELSE b.status END
-		WHEN c.failed = 0 AND c.cancelled = 0 THEN 'completed'
-		WHEN c.succeeded = 0 AND c.failed > 0 THEN 'failed'
-		WHEN c.succeeded = 0 THEN 'cancelled'
-		ELSE 'completed_with_errors' END,
-	finished_at = CASE
-		WHEN b.finished_at IS NULL AND c.succeeded + c.failed + c.cancelled >= c.total THEN now()
-		ELSE b.finished_at END
-FROM (
-	SELECT count(*)::int AS total,
-		count(*) FILTER (WHERE state = 'queued')::int AS queued,
-		count(*) FILTER (WHERE state = 'succeeded')::int AS succeeded,
-		count(*) FILTER (WHERE state = 'failed')::int AS failed,
-		count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled
-	FROM {schema}.jobs
-	WHERE tenant_id = $1 AND batch_id = $2
-) c
-WHERE b.tenant_id = $1 AND b.id = $2
-RETURNING ` + batchColumnsB
-
-// sqlBatchClaimFinished claims the finish notice of one batch for $3. "cur"
-// locks the batch and sees its latest version (as "locked" does in
-// sqlJobTally); the notice is taken only when the batch is finished and
-// nobody holds it. The batch comes back either way, with claimed true when
-// $3 holds the notice — now, or from an earlier call with the same key.
-const sqlBatchClaimFinished = `WITH cur AS (
-	SELECT * FROM {schema}.batches
-	WHERE tenant_id = $1 AND id = $2
-	FOR UPDATE
-),
-claimed AS (
-	UPDATE {schema}.batches b SET finish_claimed_at = now(), finish_claimed_by = $3::text
-	FROM cur
-	WHERE b.id = cur.id AND cur.finished_at IS NOT NULL AND cur.finish_claimed_by IS NULL
-	RETURNING b.*
-)
-SELECT ` + batchColumns + `, finish_claimed_by IS NOT DISTINCT FROM $3::text AS claimed
-FROM (
-	SELECT * FROM claimed
-	UNION ALL
-	SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM claimed)
-) x`
-
-// sqlBatchClaimFinishNotices returns the batches whose notice $1 holds
-// ("held", from an earlier call with the same key) and claims for $1 the
-// notices of up to $2 minus that many more finished batches, oldest finish
-// first, that finished at least $3 milliseconds ago, skipping rows other
-// claimers hold locked; $4 NULL means every tenant. The partial index
-// batches_finish_unclaimed_idx serves the search.
-const sqlBatchClaimFinishNotices = `WITH held AS (
-	SELECT * FROM {schema}.batches
-	WHERE finish_claimed_by = $1::text AND ($4::uuid IS NULL OR tenant_id = $4::uuid)
-),
-claimed AS (
-	UPDATE {schema}.batches SET finish_claimed_at = now(), finish_claimed_by = $1::text
-	WHERE id IN (
-		SELECT id FROM {schema}.batches
-		WHERE finished_at IS NOT NULL AND finish_claimed_at IS NULL
-			AND finished_at <= now() - $3::bigint * interval '1 millisecond'
-			AND ($4::uuid IS NULL OR tenant_id = $4::uuid)
-		ORDER BY finished_at, id
-		LIMIT greatest($2::int - (SELECT count(*) FROM held), 0)
-		FOR UPDATE SKIP LOCKED
-	) AND finish_claimed_at IS NULL
-	RETURNING *
-)
-SELECT ` + batchColumns + ` FROM (
-	SELECT * FROM held
-	UNION ALL
-	SELECT * FROM claimed
-) x
-ORDER BY finished_at, id`
 
 // Create submits a batch for the tenant: it upserts the domains (as
 // [Domains.BulkUpsert] does), inserts the batch, and enqueues one job per
@@ -359,11 +174,8 @@ func (r *Batches) Create(ctx context.Context, tenant uuid.UUID, domains []string
 		return Batch{}, invalid("domains", "has %d names, more than the %d one batch takes", len(domains), MaxBatchDomains)
 	}
 	name := opts.Name
-	switch {
-	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
-		return Batch{}, invalid("name", "is not valid UTF-8 text")
-	case utf8.RuneCountInString(name) > MaxBatchNameLen:
-		return Batch{}, invalid("name", "is longer than %d characters", MaxBatchNameLen)
+	if err := checkText("name", name, MaxBatchNameLen); err != nil {
+		return Batch{}, err
 	}
 	kind := opts.Kind
 	if kind == "" {
@@ -417,19 +229,14 @@ func (r *Batches) Get(ctx context.Context, tenant, id uuid.UUID) (Batch, error) 
 
 // List returns one page of the tenant's batches that pass the filter,
 // oldest first (ordered by creation time, then id).
-func (r *Batches) List(ctx context.Context, tenant uuid.UUID, filter BatchFilter, page Page) (BatchPage, error) {
+func (r *Batches) List(ctx context.Context, tenant uuid.UUID, filter BatchFilter, page Page) (PageOf[Batch], error) {
 	if err := requireTenant(tenant); err != nil {
-		return BatchPage{}, err
+		return PageOf[Batch]{}, err
 	}
 	if filter.Status != "" && !filter.Status.Valid() {
-		return BatchPage{}, invalid("status", "%s is not a batch status", quote(string(filter.Status)))
+		return PageOf[Batch]{}, invalid("status", "%s is not a batch status", quote(string(filter.Status)))
 	}
-	items, next, err := selectPage[Batch](ctx, r.base, "list batches", sqlBatchList, page,
-		tenant, string(filter.Status))
-	if err != nil {
-		return BatchPage{}, err
-	}
-	return BatchPage{Items: items, NextCursor: next}, nil
+	return selectPage[Batch](ctx, r.base, "list batches", sqlBatchList, page, tenant, string(filter.Status))
 }
 
 // Cancel cancels a batch of the tenant in one statement: every queued or
@@ -444,20 +251,16 @@ func (r *Batches) Cancel(ctx context.Context, tenant, id uuid.UUID) (BatchResult
 		return BatchResult{}, err
 	}
 	var row struct {
-		batchJoin
+		Batch
 		WasFinished   bool `db:"was_finished"`
 		JobsCancelled int  `db:"jobs_cancelled"`
 	}
 	if err := r.q.GetContext(ctx, &row, r.sql(sqlBatchCancel), tenant, id); err != nil {
 		return BatchResult{}, wrap("cancel batch", err)
 	}
-	b := transitionRow{batchJoin: row.batchJoin}.transition().Batch
-	if b == nil {
-		return BatchResult{}, errors.New("cancel batch: no batch returned")
-	}
-	res := BatchResult{Batch: *b, Finished: !row.WasFinished, JobsCancelled: row.JobsCancelled}
-	if row.WasFinished && b.Status != BatchStatusCancelled && row.JobsCancelled == 0 {
-		return res, classed("cancel batch", sqladapter.ErrConflict, "the batch has %s", b.Status)
+	res := BatchResult{Batch: row.Batch, Finished: !row.WasFinished, JobsCancelled: row.JobsCancelled}
+	if row.WasFinished && row.Status != BatchStatusCancelled && row.JobsCancelled == 0 {
+		return res, classed("cancel batch", sqladapter.ErrConflict, "the batch has %s", row.Status)
 	}
 	return res, nil
 }
@@ -467,30 +270,30 @@ func (r *Batches) Cancel(ctx context.Context, tenant, id uuid.UUID) (BatchResult
 // drifted (a manual fix in the database, jobs deleted or added outside
 // this package). It locks the batch and then counts, so job transitions
 // racing with it are counted exactly once. That takes two statements in a
-// READ COMMITTED transaction: on a *sqladapter.DB, its own through InTx;
-// on a *sqlx.DB, one it begins; any other querier (a *sqladapter.Tx,
-// a *sqlx.Tx) is taken to be a transaction already, which it joins. An
-// unfinished batch with claimed jobs becomes running; a finished batch
-// keeps its status. A missing batch matches sqladapter.ErrNotFound.
+// READ COMMITTED transaction: inside the one the repositories were built
+// over (*sqladapter.Tx, *sqlx.Tx), which should be READ COMMITTED too;
+// otherwise in its own, which the querier begins — through its InTx
+// method (*sqladapter.DB, or a type of yours with the same method), or
+// BeginTxx (*sqlx.DB). Any other querier fails with an error before
+// anything is sent, rather than run the two statements outside a
+// transaction. An unfinished batch with claimed jobs becomes running; a
+// finished batch keeps its status. A missing batch matches
+// sqladapter.ErrNotFound.
 func (r *Batches) Reconcile(ctx context.Context, tenant, id uuid.UUID) (BatchResult, error) {
 	if err := requireTenant(tenant); err != nil {
 		return BatchResult{}, err
 	}
 	var res BatchResult
-	err := runInTx(ctx, r.q, func(q sqladapter.Querier) error {
+	err := inTx(ctx, r.q, func(q sqladapter.Querier) error {
 		var wasFinished bool
 		if err := q.GetContext(ctx, &wasFinished, r.sql(sqlBatchLock), tenant, id); err != nil {
 			return err
 		}
-		var row transitionRow
-		if err := q.GetContext(ctx, &row.batchJoin, r.sql(sqlBatchReconcile), tenant, id); err != nil {
+		var b Batch
+		if err := q.GetContext(ctx, &b, r.sql(sqlBatchReconcile), tenant, id); err != nil {
 			return err
 		}
-		b := row.transition().Batch
-		if b == nil {
-			return errors.New("no batch returned")
-		}
-		res = BatchResult{Batch: *b, Finished: !wasFinished && b.FinishedAt != nil}
+		res = BatchResult{Batch: b, Finished: !wasFinished && b.Finished()}
 		return nil
 	})
 	if err != nil {
@@ -560,33 +363,4 @@ func (r *Batches) ClaimFinishNotices(ctx context.Context, tenant *uuid.UUID, by 
 		return nil, wrap("claim batch finish notices", err)
 	}
 	return out, nil
-}
-
-// runInTx runs fn in a READ COMMITTED transaction on q: through InTx
-// (retrying serialization failures and deadlocks) for a *sqladapter.DB,
-// with BeginTxx for another handle that can begin one (*sqlx.DB). Any
-// other querier (*sqladapter.Tx, *sqlx.Tx) is taken to be a transaction
-// already, and fn runs in it; it should be READ COMMITTED too — under
-// REPEATABLE READ or SERIALIZABLE, racing changes fail it with
-// sqladapter.ErrSerialization instead of waiting.
-func runInTx(ctx context.Context, q sqladapter.Querier, fn func(q sqladapter.Querier) error) error {
-	switch h := q.(type) {
-	case *sqladapter.DB:
-		return h.InTx(ctx, func(tx *sqladapter.Tx) error { return fn(tx) },
-			sqladapter.WithIsolation(sql.LevelReadCommitted))
-	case interface {
-		BeginTxx(context.Context, *sql.TxOptions) (*sqlx.Tx, error)
-	}:
-		tx, err := h.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-		if err != nil {
-			return err
-		}
-		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-		return tx.Commit()
-	default:
-		return fn(q)
-	}
 }

@@ -42,9 +42,9 @@ func batchRows(bs ...Batch) *sqlmock.Rows {
 	return rows
 }
 
-// prefixedBatchRows is b in b_ columns, followed by extra columns.
-func prefixedBatchRows(b Batch, extra map[string]driver.Value, order ...string) *sqlmock.Rows {
-	cols := append([]string{}, batchJoinCols[:len(batchJoinCols)-1]...) // without b_just_finished
+// batchRowsWith is b followed by extra columns.
+func batchRowsWith(b Batch, extra map[string]driver.Value, order ...string) *sqlmock.Rows {
+	cols := append([]string{}, batchCols...)
 	vals := batchValues(b)
 	for _, c := range order {
 		cols = append(cols, c)
@@ -197,14 +197,14 @@ func TestBatchesListSQL(t *testing.T) {
 	a, b := sampleBatch(tenant), sampleBatch(tenant)
 	first := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchList)).
-		WithArgs(tenant, "", first, uuid.Nil, 2, 0).
-		WillReturnRows(batchRows(a, b))
+		WithArgs(tenant, "", first, uuid.Nil, 3, 0).
+		WillReturnRows(batchRows(a, b, sampleBatch(tenant)))
 	page, err := r.List(ctx, tenant, BatchFilter{}, Page{Limit: 2})
 	if err != nil || len(page.Items) != 2 || page.NextCursor == "" {
 		t.Fatalf("List = %+v, %v", page, err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchList)).
-		WithArgs(tenant, "running", b.CreatedAt, b.ID, 2, 0).
+		WithArgs(tenant, "running", b.CreatedAt, b.ID, 3, 0).
 		WillReturnRows(batchRows())
 	page, err = r.List(ctx, tenant, BatchFilter{Status: BatchStatusRunning}, Page{Limit: 2, Cursor: page.NextCursor})
 	if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
@@ -225,7 +225,7 @@ func TestBatchesCancelSQL(t *testing.T) {
 	cancelled := sampleBatch(tenant)
 	cancelled.Status, cancelled.Cancelled, cancelled.FinishedAt = BatchStatusCancelled, 1, &jobTestTime
 	row := func(b Batch, wasFinished bool, n int) *sqlmock.Rows {
-		return prefixedBatchRows(b, map[string]driver.Value{"was_finished": wasFinished, "jobs_cancelled": int64(n)},
+		return batchRowsWith(b, map[string]driver.Value{"was_finished": wasFinished, "jobs_cancelled": int64(n)},
 			"was_finished", "jobs_cancelled")
 	}
 
@@ -250,7 +250,7 @@ func TestBatchesCancelSQL(t *testing.T) {
 	}
 	// Missing.
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).
-		WillReturnRows(sqlmock.NewRows(append(append([]string{}, batchJoinCols[:len(batchJoinCols)-1]...), "was_finished", "jobs_cancelled")))
+		WillReturnRows(sqlmock.NewRows(append(append([]string{}, batchCols...), "was_finished", "jobs_cancelled")))
 	if _, err := r.Cancel(ctx, tenant, completed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
 		t.Fatalf("Cancel missing: %v, want ErrNotFound", err)
 	}
@@ -271,7 +271,7 @@ func TestBatchesReconcileSQL(t *testing.T) {
 	// Finishes a straggler.
 	mock.ExpectBegin()
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(lockRows(false))
-	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(prefixedBatchRows(fixed, nil))
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(batchRows(fixed))
 	mock.ExpectCommit()
 	res, err := r.Reconcile(ctx, tenant, fixed.ID)
 	if err != nil || !res.Finished || !sameBatch(res.Batch, fixed) {
@@ -280,7 +280,7 @@ func TestBatchesReconcileSQL(t *testing.T) {
 	// Already finished: counters fixed, not finished again.
 	mock.ExpectBegin()
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(lockRows(true))
-	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(prefixedBatchRows(fixed, nil))
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(batchRows(fixed))
 	mock.ExpectCommit()
 	if res, err := r.Reconcile(ctx, tenant, fixed.ID); err != nil || res.Finished {
 		t.Fatalf("Reconcile again = %+v, %v", res, err)
@@ -306,7 +306,7 @@ func TestBatchesReconcileQueriers(t *testing.T) {
 	expect := func() {
 		mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, b.ID).
 			WillReturnRows(sqlmock.NewRows([]string{"?column?"}).AddRow(false))
-		mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, b.ID).WillReturnRows(prefixedBatchRows(b, nil))
+		mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, b.ID).WillReturnRows(batchRows(b))
 	}
 
 	// *sqlx.DB: BeginTxx … Commit.
@@ -334,5 +334,74 @@ func TestBatchesReconcileQueriers(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("in a transaction: %v", err)
+	}
+}
+
+// countingRunner is a querier of the caller's own that says how to begin a
+// transaction: it has InTx, like *sqladapter.DB.
+type countingRunner struct {
+	sqladapter.Querier
+	db    *sqladapter.DB
+	calls int
+}
+
+func (c *countingRunner) InTx(ctx context.Context, fn func(*sqladapter.Tx) error, opts ...sqladapter.TxOption) error {
+	c.calls++
+	return c.db.InTx(ctx, fn, opts...)
+}
+
+// plainQuerier can neither begin a transaction nor is one.
+type plainQuerier struct{ sqladapter.Querier }
+
+// TestBatchesReconcileNeedsATransaction: Reconcile's two statements run in
+// a transaction the querier begins through its InTx method, and on a
+// querier that is not a transaction and cannot begin one nothing is sent
+// (the mock would fail any statement).
+func TestBatchesReconcileNeedsATransaction(t *testing.T) {
+	t.Parallel()
+	db, mock := mocktest.New(t)
+	ctx, tenant := context.Background(), uuid.New()
+	b := sampleBatch(tenant)
+
+	runner := &countingRunner{Querier: db, db: db}
+	mock.ExpectBegin()
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, b.ID).
+		WillReturnRows(sqlmock.NewRows([]string{"?column?"}).AddRow(false))
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, b.ID).WillReturnRows(batchRows(b))
+	mock.ExpectCommit()
+	if _, err := New(runner).Batches.Reconcile(ctx, tenant, b.ID); err != nil || runner.calls != 1 {
+		t.Fatalf("with an InTx querier: %v (%d InTx calls)", err, runner.calls)
+	}
+
+	_, err := New(plainQuerier{db}).Batches.Reconcile(ctx, tenant, b.ID)
+	if err == nil || !strings.Contains(err.Error(), "repo.plainQuerier is not a transaction and cannot begin one") {
+		t.Fatalf("on a querier without transactions: %v", err)
+	}
+}
+
+func TestJSONRow(t *testing.T) {
+	t.Parallel()
+	var r jsonRow[Batch]
+	if err := r.Scan(nil); err != nil || r.v != nil {
+		t.Fatalf("NULL: %+v, %v", r.v, err)
+	}
+	b := sampleBatch(uuid.New())
+	b.FinishedAt = &jobTestTime
+	for _, src := range []any{batchJSON(&b), string(batchJSON(&b))} {
+		if err := r.Scan(src); err != nil || r.v == nil || !sameBatch(*r.v, b) {
+			t.Fatalf("Scan(%T) = %+v, %v; want %+v", src, r.v, err, b)
+		}
+		if r.v.CreatedAt.Location() != time.UTC || r.v.FinishedAt.Location() != time.UTC {
+			t.Fatalf("times not in UTC: %v, %v", r.v.CreatedAt, r.v.FinishedAt)
+		}
+	}
+	b.FinishedAt = nil
+	if err := r.Scan(batchJSON(&b)); err != nil || r.v.FinishedAt != nil {
+		t.Fatalf("null finished_at: %+v, %v", r.v, err)
+	}
+	for _, bad := range []any{[]byte(`{"total": "x"}`), []byte(`[1]`), 42} {
+		if err := r.Scan(bad); err == nil {
+			t.Errorf("Scan(%v) succeeded", bad)
+		}
 	}
 }

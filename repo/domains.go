@@ -2,17 +2,16 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 )
 
-// MaxBulkDomains is the most names one [Domains.BulkUpsert] call takes.
-const MaxBulkDomains = 10000
+// MaxBatchDomains is the most domain names one call takes:
+// [Domains.BulkUpsert] or [Batches.Create].
+const MaxBatchDomains = 10000
 
 // DomainStatus is the state of a domain, as the schema's CHECK allows.
 type DomainStatus string
@@ -58,15 +57,6 @@ type DomainFilter struct {
 	Status DomainStatus
 }
 
-// DomainPage is one page of [Domains.List].
-type DomainPage struct {
-	Items []Domain
-	// NextCursor continues the list after Items (as Page.Cursor). It is
-	// "" when the page is not full; a full page always has one, and the
-	// page after it may be empty.
-	NextCursor string
-}
-
 // UpsertedDomain is one distinct domain of a [Domains.BulkUpsert] call.
 type UpsertedDomain struct {
 	ID   uuid.UUID `db:"id"`
@@ -100,56 +90,6 @@ func (r BulkUpsertResult) IDs() []uuid.UUID {
 // ID returns the id of the domain names[i] of the call became.
 func (r BulkUpsertResult) ID(i int) uuid.UUID { return r.Domains[r.Index[i]].ID }
 
-const domainColumns = `id, tenant_id, domain, status, scan_count, last_scanned_at, created_at, updated_at`
-
-// An existing row is "updated" only so that RETURNING yields it: the
-// statement locks it (FOR NO KEY UPDATE strength, since updated_at is no
-// key column) and returns it even when another transaction committed it
-// after this statement began, which ON CONFLICT DO NOTHING would not.
-const sqlDomainUpsert = `INSERT INTO {schema}.domains (tenant_id, domain)
-VALUES ($1, $2)
-ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
-RETURNING ` + domainColumns
-
-// The names arrive distinct and are inserted in sorted order, so concurrent
-// calls with overlapping names lock rows in the same order and cannot
-// deadlock each other. xmax = 0 holds for a row this statement inserted,
-// not for one it updated on conflict.
-const sqlDomainBulkUpsert = `INSERT INTO {schema}.domains AS d (tenant_id, domain)
-SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name) ORDER BY n.name
-ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
-RETURNING d.id, d.domain, (d.xmax = 0) AS inserted`
-
-const sqlDomainGet = `SELECT ` + domainColumns + `
-FROM {schema}.domains
-WHERE tenant_id = $1 AND id = $2`
-
-const sqlDomainGetByName = `SELECT ` + domainColumns + `
-FROM {schema}.domains
-WHERE tenant_id = $1 AND domain = $2`
-
-const sqlDomainList = `SELECT ` + domainColumns + `
-FROM {schema}.domains
-WHERE tenant_id = $1 AND (created_at, id) > ($2::timestamptz, $3::uuid)
-ORDER BY created_at, id
-LIMIT $4 OFFSET $5`
-
-const sqlDomainListByStatus = `SELECT ` + domainColumns + `
-FROM {schema}.domains
-WHERE tenant_id = $1 AND status = $2 AND (created_at, id) > ($3::timestamptz, $4::uuid)
-ORDER BY created_at, id
-LIMIT $5 OFFSET $6`
-
-const sqlDomainSetStatus = `UPDATE {schema}.domains SET status = $3
-WHERE tenant_id = $1 AND id = $2
-RETURNING ` + domainColumns
-
-const sqlDomainMarkScanned = `UPDATE {schema}.domains SET
-	last_scanned_at = GREATEST(last_scanned_at, $3::timestamptz),
-	scan_count = scan_count + 1
-WHERE tenant_id = $1 AND id = $2
-RETURNING ` + domainColumns
-
 // Upsert stores the domain name normalised (see [NormalizeDomain]) unless
 // the tenant has it already, and returns the stored row either way. An
 // existing row keeps its status and counters; its updated_at is bumped.
@@ -162,14 +102,10 @@ func (r *Domains) Upsert(ctx context.Context, tenant uuid.UUID, name string) (Do
 	if err != nil {
 		return Domain{}, err
 	}
-	var d Domain
-	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainUpsert), tenant, norm); err != nil {
-		return Domain{}, wrap("upsert domain", err)
-	}
-	return d, nil
+	return getRow[Domain](ctx, r.base, "upsert domain", sqlDomainUpsert, tenant, norm)
 }
 
-// BulkUpsert upserts up to [MaxBulkDomains] names in one statement, as
+// BulkUpsert upserts up to [MaxBatchDomains] names in one statement, as
 // [Domains.Upsert] does one: it works the same on a *sqladapter.DB and on
 // a transaction (repo.New(tx)), where it makes part of a larger write.
 // Names are normalised first; forms of one name ("Example.com",
@@ -186,8 +122,8 @@ func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []stri
 	if err := requireTenant(tenant); err != nil {
 		return BulkUpsertResult{}, err
 	}
-	if len(names) > MaxBulkDomains {
-		return BulkUpsertResult{}, invalid("names", "has %d names, more than the %d one call takes", len(names), MaxBulkDomains)
+	if len(names) > MaxBatchDomains {
+		return BulkUpsertResult{}, invalid("names", "has %d names, more than the %d one call takes", len(names), MaxBatchDomains)
 	}
 	res := BulkUpsertResult{Domains: []UpsertedDomain{}, Index: make([]int, len(names))}
 	pos := make(map[string]int, len(names)) // normalised name → index in res.Domains
@@ -237,14 +173,7 @@ func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []stri
 // Get returns a domain of the tenant by id, or an error matching
 // sqladapter.ErrNotFound.
 func (r *Domains) Get(ctx context.Context, tenant, id uuid.UUID) (Domain, error) {
-	if err := requireTenant(tenant); err != nil {
-		return Domain{}, err
-	}
-	var d Domain
-	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainGet), tenant, id); err != nil {
-		return Domain{}, wrap("get domain", err)
-	}
-	return d, nil
+	return getRow[Domain](ctx, r.base, "get domain", sqlDomainGet, tenant, id)
 }
 
 // GetByName returns a domain of the tenant by name, in any form
@@ -258,31 +187,23 @@ func (r *Domains) GetByName(ctx context.Context, tenant uuid.UUID, name string) 
 	if err != nil {
 		return Domain{}, err
 	}
-	var d Domain
-	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainGetByName), tenant, norm); err != nil {
-		return Domain{}, wrap("get domain by name", err)
-	}
-	return d, nil
+	return getRow[Domain](ctx, r.base, "get domain by name", sqlDomainGetByName, tenant, norm)
 }
 
 // List returns one page of the tenant's domains that pass the filter,
 // oldest first (ordered by creation time, then id).
-func (r *Domains) List(ctx context.Context, tenant uuid.UUID, filter DomainFilter, page Page) (DomainPage, error) {
+func (r *Domains) List(ctx context.Context, tenant uuid.UUID, filter DomainFilter, page Page) (PageOf[Domain], error) {
 	if err := requireTenant(tenant); err != nil {
-		return DomainPage{}, err
+		return PageOf[Domain]{}, err
 	}
 	if filter.Status != "" && !filter.Status.Valid() {
-		return DomainPage{}, invalid("status", "%s is not a domain status (pending, active, blocked, error)", quote(string(filter.Status)))
+		return PageOf[Domain]{}, invalid("status", "%s is not a domain status (pending, active, blocked, error)", quote(string(filter.Status)))
 	}
 	stmt, args := sqlDomainList, []any{tenant}
 	if filter.Status != "" {
 		stmt, args = sqlDomainListByStatus, []any{tenant, string(filter.Status)}
 	}
-	items, next, err := selectPage[Domain](ctx, r.base, "list domains", stmt, page, args...)
-	if err != nil {
-		return DomainPage{}, err
-	}
-	return DomainPage{Items: items, NextCursor: next}, nil
+	return selectPage[Domain](ctx, r.base, "list domains", stmt, page, args...)
 }
 
 // SetStatus sets a domain's status and returns the stored row. An unknown
@@ -294,11 +215,7 @@ func (r *Domains) SetStatus(ctx context.Context, tenant, id uuid.UUID, status Do
 	if !status.Valid() {
 		return Domain{}, invalid("status", "%s is not a domain status (pending, active, blocked, error)", quote(string(status)))
 	}
-	var d Domain
-	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainSetStatus), tenant, id, string(status)); err != nil {
-		return Domain{}, wrap("set domain status", err)
-	}
-	return d, nil
+	return getRow[Domain](ctx, r.base, "set domain status", sqlDomainSetStatus, tenant, id, string(status))
 }
 
 // MarkScanned records a scan of a domain finished at at: scan_count grows
@@ -312,50 +229,5 @@ func (r *Domains) MarkScanned(ctx context.Context, tenant, id uuid.UUID, at time
 	if at.IsZero() {
 		return Domain{}, invalid("at", "is the zero time")
 	}
-	var d Domain
-	if err := r.q.GetContext(ctx, &d, r.sql(sqlDomainMarkScanned), tenant, id, at); err != nil {
-		return Domain{}, wrap("mark domain scanned", err)
-	}
-	return d, nil
-}
-
-// normalizeField is NormalizeDomain with its error reported for field.
-func normalizeField(field, raw string) (string, error) {
-	norm, err := NormalizeDomain(raw)
-	if err != nil {
-		var ve *ValidationError
-		if errors.As(err, &ve) {
-			return "", &ValidationError{Field: field, Problem: ve.Problem}
-		}
-		return "", err
-	}
-	return norm, nil
-}
-
-// textArray writes ss as a PostgreSQL text[] literal, for a $n::text[]
-// parameter. A string travels the same way through both drivers and
-// sqlmock, which rejects []string arguments.
-func textArray(ss []string) string {
-	var b strings.Builder
-	n := 2
-	for _, s := range ss {
-		n += len(s) + 3
-	}
-	b.Grow(n)
-	b.WriteByte('{')
-	for i, s := range ss {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		for j := 0; j < len(s); j++ {
-			if c := s[j]; c == '"' || c == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(s[j])
-		}
-		b.WriteByte('"')
-	}
-	b.WriteByte('}')
-	return b.String()
+	return getRow[Domain](ctx, r.base, "mark domain scanned", sqlDomainMarkScanned, tenant, id, at)
 }

@@ -150,7 +150,7 @@ func TestDomainsBulkUpsertEmpty(t *testing.T) {
 func TestDomainsBulkUpsertInvalid(t *testing.T) {
 	t.Parallel()
 	tenant := uuid.New()
-	tooMany := make([]string, MaxBulkDomains+1)
+	tooMany := make([]string, MaxBatchDomains+1)
 	for i := range tooMany {
 		tooMany[i] = fmt.Sprintf("d%d.example", i)
 	}
@@ -184,7 +184,7 @@ func TestDomainsBulkUpsertAcceptsMax(t *testing.T) {
 	t.Parallel()
 	r, mock := mockDomains(t)
 	tenant := uuid.New()
-	names := make([]string, MaxBulkDomains)
+	names := make([]string, MaxBatchDomains)
 	rows := sqlmock.NewRows([]string{"id", "domain", "inserted"})
 	for i := range names {
 		names[i] = fmt.Sprintf("d%05d.example", i) // already sorted
@@ -192,7 +192,7 @@ func TestDomainsBulkUpsertAcceptsMax(t *testing.T) {
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlDomainBulkUpsert)).WithArgs(tenant, textArray(names)).WillReturnRows(rows)
 	res, err := r.BulkUpsert(context.Background(), tenant, names)
-	if err != nil || len(res.Domains) != MaxBulkDomains || res.Inserted != MaxBulkDomains {
+	if err != nil || len(res.Domains) != MaxBatchDomains || res.Inserted != MaxBatchDomains {
 		t.Fatalf("BulkUpsert = %d domains, %d inserted, %v", len(res.Domains), res.Inserted, err)
 	}
 }
@@ -318,7 +318,8 @@ func TestDomainsListSQL(t *testing.T) {
 	t.Run("all, first page", func(t *testing.T) {
 		t.Parallel()
 		r, mock := mockDomains(t)
-		mock.ExpectQuery(render(DefaultSchema, sqlDomainList)).WithArgs(tenant, firstPage, uuid.Nil, 2, 0).WillReturnRows(domainRows(a, b))
+		c := sampleDomain(tenant, "c.example")
+		mock.ExpectQuery(render(DefaultSchema, sqlDomainList)).WithArgs(tenant, firstPage, uuid.Nil, 3, 0).WillReturnRows(domainRows(a, b, c))
 		page, err := r.List(context.Background(), tenant, DomainFilter{}, Page{Limit: 2})
 		if err != nil || len(page.Items) != 2 || page.NextCursor != (cursor{createdAt: b.CreatedAt, id: b.ID}).encode() {
 			t.Fatalf("List = %+v, %v", page, err)
@@ -328,7 +329,7 @@ func TestDomainsListSQL(t *testing.T) {
 		t.Parallel()
 		r, mock := mockDomains(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainListByStatus)).
-			WithArgs(tenant, "blocked", a.CreatedAt, a.ID, 10, 0).WillReturnRows(domainRows(b))
+			WithArgs(tenant, "blocked", a.CreatedAt, a.ID, 11, 0).WillReturnRows(domainRows(b))
 		page, err := r.List(context.Background(), tenant, DomainFilter{Status: DomainStatusBlocked},
 			Page{Limit: 10, Cursor: cursor{createdAt: a.CreatedAt, id: a.ID}.encode()})
 		if err != nil || len(page.Items) != 1 || page.NextCursor != "" {
@@ -339,7 +340,7 @@ func TestDomainsListSQL(t *testing.T) {
 		t.Parallel()
 		r, mock := mockDomains(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainListByStatus)).
-			WithArgs(tenant, "error", firstPage, uuid.Nil, DefaultLimit, 5).WillReturnRows(domainRows())
+			WithArgs(tenant, "error", firstPage, uuid.Nil, DefaultLimit+1, 5).WillReturnRows(domainRows())
 		page, err := r.List(context.Background(), tenant, DomainFilter{Status: DomainStatusError}, Page{Offset: 5})
 		if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v", page, err)
@@ -348,7 +349,7 @@ func TestDomainsListSQL(t *testing.T) {
 	t.Run("error", func(t *testing.T) {
 		t.Parallel()
 		r, mock := mockDomains(t)
-		mock.ExpectQuery(render(DefaultSchema, sqlDomainList)).WithArgs(tenant, firstPage, uuid.Nil, DefaultLimit, 0).
+		mock.ExpectQuery(render(DefaultSchema, sqlDomainList)).WithArgs(tenant, firstPage, uuid.Nil, DefaultLimit+1, 0).
 			WillReturnError(&pgconn.PgError{Code: "57014", Message: "canceling statement due to statement timeout"})
 		if _, err := r.List(context.Background(), tenant, DomainFilter{}, Page{}); !errors.Is(err, sqladapter.ErrTimeout) {
 			t.Fatalf("err = %v, want ErrTimeout", err)

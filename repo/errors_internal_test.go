@@ -203,14 +203,14 @@ func TestErrorClasses(t *testing.T) {
 	succeeded := sampleJob(tenant)
 	succeeded.State = JobStateSucceeded
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, succeeded.ID).
-		WillReturnRows(sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...)))
+		WillReturnRows(sqlmock.NewRows(transitionCols))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, succeeded.ID).WillReturnRows(jobRows(succeeded))
 	_, err = r.Jobs.Cancel(ctx, tenant, succeeded.ID)
 	wantClass(t, err, conflict, kConflict)
 	completed := sampleBatch(tenant)
 	completed.Status, completed.Succeeded, completed.FinishedAt = BatchStatusCompleted, 2, &jobTestTime
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).
-		WillReturnRows(prefixedBatchRows(completed, map[string]driver.Value{"was_finished": true, "jobs_cancelled": int64(0)},
+		WillReturnRows(batchRowsWith(completed, map[string]driver.Value{"was_finished": true, "jobs_cancelled": int64(0)},
 			"was_finished", "jobs_cancelled"))
 	_, err = r.Batches.Cancel(ctx, tenant, completed.ID)
 	wantClass(t, err, conflict, kConflict)

@@ -127,14 +127,17 @@ func exampleJobRows(id, tenant, batch uuid.UUID, state string, batchVals ...driv
 	vals := []driver.Value{id.String(), tenant.String(), batch.String(), nil, "scan", []byte(`{"domain":"example.com"}`),
 		state, 0, at, 1, 3, lockedBy, lease, 0.0, []byte("null"), nil, finished, at, at}
 	if len(batchVals) > 0 {
-		cols = append(cols, "b_id", "b_tenant_id", "b_name", "b_status", "b_total", "b_succeeded", "b_failed",
-			"b_cancelled", "b_finished_at", "b_created_at", "b_updated_at", "b_just_finished")
+		cols = append(cols, "batch", "b_just_finished")
 		vals = append(vals, batchVals...)
 	}
 	return sqlmock.NewRows(cols).AddRow(vals...)
 }
 
+// exampleBatchCols is the batch a completing job finished, as the
+// statement returns it: the batch row as JSON, and true.
 func exampleBatchCols(batch, tenant uuid.UUID) []driver.Value {
-	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	return []driver.Value{batch.String(), tenant.String(), "nightly", "completed", 1, 1, 0, 0, at, at, at, true}
+	row := `{"id": "` + batch.String() + `", "tenant_id": "` + tenant.String() + `", "name": "nightly", "status": "completed", ` +
+		`"total": 1, "succeeded": 1, "failed": 0, "cancelled": 0, "finished_at": "2024-05-01T12:00:00+00:00", ` +
+		`"created_at": "2024-05-01T12:00:00+00:00", "updated_at": "2024-05-01T12:00:00+00:00"}`
+	return []driver.Value{[]byte(row), true}
 }

@@ -73,7 +73,7 @@ func ExampleProfiles_List() {
 	cols := []string{"id", "tenant_id", "email", "display_name", "attributes", "created_at", "updated_at"}
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	page1 := sqlmock.NewRows(cols)
-	for i := 1; i <= 2; i++ {
+	for i := 1; i <= 3; i++ { // a page of 2 asks for 3: the third says another page follows
 		page1.AddRow(fmt.Sprintf("00000000-0000-4000-8000-00000000000%d", i), tenant.String(), fmt.Sprintf("user%d@example.com", i), "", []byte(`{}`), at, at)
 	}
 	mock.ExpectQuery(`SELECT .* FROM public\.profiles`).WillReturnRows(page1)

@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,9 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -154,14 +151,6 @@ type JobFilter struct {
 	Kind    string
 }
 
-// JobPage is one page of [Jobs.List].
-type JobPage struct {
-	Items []Job
-	// NextCursor continues the list after Items (Page.Cursor); "" when
-	// this page was the last.
-	NextCursor string
-}
-
 // Transition is what [Jobs.Complete], [Jobs.Fail] or [Jobs.Cancel] did.
 type Transition struct {
 	// Job is the job after the call.
@@ -188,235 +177,6 @@ type RescueResult struct {
 	// FinishedBatches are the batches the failed jobs finished.
 	FinishedBatches []uuid.UUID
 }
-
-const jobColumns = `id, tenant_id, batch_id, domain_id, kind, payload, state, priority, run_at, attempts, max_attempts, ` +
-	`locked_by, lease_expires_at, progress, COALESCE(result, 'null'::jsonb) AS result, last_error, finished_at, created_at, updated_at`
-
-// Each job-to-final statement names the jobs it changed "fin" (with
-// tenant_id, batch_id and state) and appends sqlJobTally, which counts them
-// in their batches in the same statement:
-//
-//   - "locked" locks the batches, in id order so that statements touching
-//     several batches cannot deadlock, and sees each as it is now: under
-//     READ COMMITTED a row lock waits for a concurrent change to commit and
-//     then returns the row's latest version;
-//   - "bat" adds the counts to that latest version. When the counters reach
-//     the total, it sets the final status and finished_at;
-//     b_just_finished is true only for the statement that did so, because
-//     the lock orders the statements touching one batch, and only the one
-//     that finds finished_at NULL and reaches the total sets it.
-//
-// The final status: completed when every job succeeded; failed when none
-// succeeded and some failed; cancelled when every job was cancelled;
-// completed_with_errors otherwise.
-const sqlJobTally = `,
-tally AS (
-	SELECT tenant_id, batch_id,
-		count(*) FILTER (WHERE state = 'succeeded')::int AS succeeded,
-		count(*) FILTER (WHERE state = 'failed')::int AS failed,
-		count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled
-	FROM fin
-	WHERE batch_id IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
-	GROUP BY tenant_id, batch_id
-),
-locked AS (
-	SELECT b.id, b.finished_at
-	FROM {schema}.batches b
-	WHERE (b.tenant_id, b.id) IN (SELECT tenant_id, batch_id FROM tally)
-	ORDER BY b.id
-	FOR UPDATE
-),
-bat AS (
-	UPDATE {schema}.batches b SET
-		succeeded = b.succeeded + t.succeeded,
-		failed = b.failed + t.failed,
-		cancelled = b.cancelled + t.cancelled,
-		status = CASE
-			WHEN b.finished_at IS NOT NULL
-				OR b.succeeded + t.succeeded + b.failed + t.failed + b.cancelled + t.cancelled < b.total THEN b.status
-			WHEN b.failed + t.failed = 0 AND b.cancelled + t.cancelled = 0 THEN 'completed'
-			WHEN b.succeeded + t.succeeded = 0 AND b.failed + t.failed > 0 THEN 'failed'
-			WHEN b.succeeded + t.succeeded = 0 THEN 'cancelled'
-			ELSE 'completed_with_errors' END,
-		finished_at = CASE
-			WHEN b.finished_at IS NULL
-				AND b.succeeded + t.succeeded + b.failed + t.failed + b.cancelled + t.cancelled >= b.total THEN now()
-			ELSE b.finished_at END
-	FROM tally t, locked l
-	WHERE b.tenant_id = t.tenant_id AND b.id = t.batch_id AND l.id = b.id
-	RETURNING ` + batchColumnsB + `,
-		(l.finished_at IS NULL AND b.finished_at IS NOT NULL) AS b_just_finished
-)`
-
-// sqlJobEnqueue inserts jobs from parallel arrays in one statement. Jobs
-// joining a batch grow its total; the batches are locked first (in id
-// order) and must all exist in the tenant unfinished, else nothing is
-// written and no row returned. Ids are drawn in "input" so that rows come
-// back in input order.
-const sqlJobEnqueue = `WITH input AS (
-	SELECT gen_random_uuid() AS id, t.ord, t.kind, t.payload::jsonb AS payload, t.priority,
-		COALESCE(NULLIF(t.run_at, '')::timestamptz, now()) AS run_at, t.max_attempts,
-		NULLIF(t.batch_id, '')::uuid AS batch_id, NULLIF(t.domain_id, '')::uuid AS domain_id
-	FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[], $8::text[])
-		WITH ORDINALITY AS t(kind, payload, priority, run_at, max_attempts, batch_id, domain_id, ord)
-),
-grow AS (
-	SELECT batch_id, count(*)::int AS n FROM input WHERE batch_id IS NOT NULL GROUP BY batch_id
-),
-open AS (
-	SELECT b.id FROM {schema}.batches b
-	WHERE b.tenant_id = $1 AND b.id IN (SELECT batch_id FROM grow) AND b.finished_at IS NULL
-	ORDER BY b.id
-	FOR UPDATE
-),
-ok AS (
-	SELECT (SELECT count(*) FROM open) = (SELECT count(*) FROM grow) AS ok
-),
-grown AS (
-	UPDATE {schema}.batches b SET total = b.total + g.n
-	FROM grow g, ok
-	WHERE ok.ok AND b.tenant_id = $1 AND b.id = g.batch_id
-),
-ins AS (
-	INSERT INTO {schema}.jobs (id, tenant_id, batch_id, domain_id, kind, payload, priority, run_at, max_attempts)
-	SELECT i.id, $1, i.batch_id, i.domain_id, i.kind, i.payload, i.priority, i.run_at, i.max_attempts
-	FROM input i, ok
-	WHERE ok.ok
-	ORDER BY i.ord
-	RETURNING ` + jobColumns + `
-)
-SELECT ins.* FROM ins JOIN input i ON i.id = ins.id ORDER BY i.ord`
-
-// The claim statements take up to $1 runnable jobs in priority, then run_at
-// order (served by the partial indexes jobs_runnable_idx and
-// jobs_tenant_runnable_idx), skipping rows other claimers hold, and start
-// the jobs' batches that were still pending (locked in id order).
-const sqlJobClaimTail = `
-		ORDER BY priority DESC, run_at, id
-		LIMIT $1
-		FOR UPDATE SKIP LOCKED
-	)
-	RETURNING ` + jobColumns + `
-),
-started AS (
-	UPDATE {schema}.batches SET status = 'running'
-	WHERE id IN (
-		SELECT b.id FROM {schema}.batches b
-		WHERE b.status = 'pending' AND (b.tenant_id, b.id) IN (SELECT tenant_id, batch_id FROM claimed)
-		ORDER BY b.id
-		FOR UPDATE
-	) AND status = 'pending'
-)
-SELECT ` + jobColumns + ` FROM claimed ORDER BY priority DESC, run_at, id`
-
-const sqlJobClaimHead = `WITH claimed AS (
-	UPDATE {schema}.jobs SET
-		state = 'running',
-		locked_by = $2,
-		lease_expires_at = now() + $3::bigint * interval '1 millisecond',
-		attempts = attempts + 1
-	WHERE id IN (
-		SELECT id FROM {schema}.jobs`
-
-const sqlJobClaim = sqlJobClaimHead + `
-		WHERE state = 'queued' AND run_at <= now()` + sqlJobClaimTail
-
-const sqlJobClaimTenant = sqlJobClaimHead + `
-		WHERE tenant_id = $4 AND state = 'queued' AND run_at <= now()` + sqlJobClaimTail
-
-const sqlJobHeartbeat = `UPDATE {schema}.jobs SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
-WHERE id = $1 AND state = 'running' AND locked_by = $2
-RETURNING lease_expires_at`
-
-const sqlJobSetProgress = `UPDATE {schema}.jobs SET progress = $3
-WHERE id = $1 AND state = 'running' AND locked_by = $2`
-
-const sqlJobSetResult = `UPDATE {schema}.jobs SET result = $3::jsonb
-WHERE id = $1 AND state = 'running' AND locked_by = $2`
-
-const sqlJobComplete = `WITH fin AS (
-	UPDATE {schema}.jobs SET
-		state = 'succeeded',
-		result = COALESCE($3::jsonb, result),
-		progress = 1,
-		locked_by = NULL,
-		lease_expires_at = NULL,
-		finished_at = now()
-	WHERE id = $1 AND state = 'running' AND locked_by = $2
-	RETURNING ` + jobColumns + `
-)` + sqlJobTally + `
-SELECT fin.*, bat.* FROM fin LEFT JOIN bat ON true`
-
-// sqlJobFail requeues with the backoff described at RetryBackoffBase:
-// attempts is at least 1 for a running job; the exponent is capped so the
-// power cannot overflow.
-const sqlJobFail = `WITH fin AS (
-	UPDATE {schema}.jobs SET
-		state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-		run_at = CASE WHEN attempts < max_attempts
-			THEN now() + least($4::bigint * power(2::float8, least(attempts - 1, 40)), $5::bigint)
-				* (0.5 + random() / 2) * interval '1 millisecond'
-			ELSE run_at END,
-		progress = CASE WHEN attempts < max_attempts THEN 0 ELSE progress END,
-		last_error = $3,
-		locked_by = NULL,
-		lease_expires_at = NULL,
-		finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END
-	WHERE id = $1 AND state = 'running' AND locked_by = $2
-	RETURNING ` + jobColumns + `
-)` + sqlJobTally + `
-SELECT fin.*, bat.* FROM fin LEFT JOIN bat ON true`
-
-const sqlJobCancel = `WITH fin AS (
-	UPDATE {schema}.jobs SET
-		state = 'cancelled',
-		locked_by = NULL,
-		lease_expires_at = NULL,
-		finished_at = now()
-	WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')
-	RETURNING ` + jobColumns + `
-)` + sqlJobTally + `
-SELECT fin.*, bat.* FROM fin LEFT JOIN bat ON true`
-
-// sqlJobRescue handles every running job whose lease expired, skipping rows
-// locked right now (their owner is finishing them). SET expressions see
-// the old row, so last_error can name the worker that lost the lease.
-const sqlJobRescue = `WITH fin AS (
-	UPDATE {schema}.jobs SET
-		state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-		run_at = CASE WHEN attempts < max_attempts THEN now() ELSE run_at END,
-		progress = CASE WHEN attempts < max_attempts THEN 0 ELSE progress END,
-		last_error = 'lease expired: worker ' || locked_by || ' stopped renewing it',
-		locked_by = NULL,
-		lease_expires_at = NULL,
-		finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END
-	WHERE id IN (
-		SELECT id FROM {schema}.jobs
-		WHERE state = 'running' AND lease_expires_at < now()
-		FOR UPDATE SKIP LOCKED
-	)
-	RETURNING id, tenant_id, batch_id, state
-)` + sqlJobTally + `
-SELECT id, state, false AS batch FROM fin
-UNION ALL
-SELECT b_id, b_status, true FROM bat WHERE b_just_finished`
-
-const sqlJobGet = `SELECT ` + jobColumns + `
-FROM {schema}.jobs
-WHERE tenant_id = $1 AND id = $2`
-
-// sqlJobList filters optionally: an empty state or kind, or a NULL batch,
-// keeps all. Statements are planned with their arguments (no server-side
-// prepared statements), so the unused conditions fold away.
-const sqlJobList = `SELECT ` + jobColumns + `
-FROM {schema}.jobs
-WHERE tenant_id = $1
-	AND ($2::text = '' OR state = $2::text)
-	AND ($3::uuid IS NULL OR batch_id = $3::uuid)
-	AND ($4::text = '' OR kind = $4::text)
-	AND (created_at, id) > ($5::timestamptz, $6::uuid)
-ORDER BY created_at, id
-LIMIT $7 OFFSET $8`
 
 // Enqueue adds one job for the tenant and returns it. Invalid input fails
 // with a *[ValidationError] naming the field, before anything is written;
@@ -675,23 +435,19 @@ func (r *Jobs) Get(ctx context.Context, tenant, id uuid.UUID) (Job, error) {
 
 // List returns one page of the tenant's jobs that pass the filter, oldest
 // first (ordered by creation time, then id).
-func (r *Jobs) List(ctx context.Context, tenant uuid.UUID, filter JobFilter, page Page) (JobPage, error) {
+func (r *Jobs) List(ctx context.Context, tenant uuid.UUID, filter JobFilter, page Page) (PageOf[Job], error) {
 	if err := requireTenant(tenant); err != nil {
-		return JobPage{}, err
+		return PageOf[Job]{}, err
 	}
 	if filter.State != "" && !filter.State.Valid() {
-		return JobPage{}, invalid("state", "%s is not a job state (queued, running, succeeded, failed, cancelled)", quote(string(filter.State)))
+		return PageOf[Job]{}, invalid("state", "%s is not a job state (queued, running, succeeded, failed, cancelled)", quote(string(filter.State)))
 	}
 	var batch any // NULL: any batch, or none
 	if filter.BatchID != nil {
 		batch = *filter.BatchID
 	}
-	items, next, err := selectPage[Job](ctx, r.base, "list jobs", sqlJobList, page,
+	return selectPage[Job](ctx, r.base, "list jobs", sqlJobList, page,
 		tenant, string(filter.State), batch, filter.Kind)
-	if err != nil {
-		return JobPage{}, err
-	}
-	return JobPage{Items: items, NextCursor: next}, nil
 }
 
 // transition runs a job-to-final statement (see sqlJobTally). No row means
@@ -706,18 +462,11 @@ func (r *Jobs) transition(ctx context.Context, op, stmt string, args ...any) (Tr
 
 // execOwned runs an update of a job its worker owns.
 func (r *Jobs) execOwned(ctx context.Context, op, stmt string, args ...any) error {
-	res, err := r.q.ExecContext(ctx, r.sql(stmt), args...)
-	if err != nil {
-		return wrap(op, err)
+	n, err := exec(ctx, r.base, op, stmt, args...)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%s: %w", op, ErrLeaseLost)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return wrap(op, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("%s: %w", op, ErrLeaseLost)
-	}
-	return nil
+	return err
 }
 
 // leaseErr reports no row as ErrLeaseLost, other errors classified.
@@ -726,169 +475,4 @@ func leaseErr(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, ErrLeaseLost)
 	}
 	return wrap(op, err)
-}
-
-// transitionRow is a job joined with its batch as sqlJobTally returns it
-// (all batch columns NULL when the batch was not counted).
-type transitionRow struct {
-	Job
-	batchJoin
-}
-
-// batchJoin is a batch in b_-prefixed, nullable columns.
-type batchJoin struct {
-	BID           *uuid.UUID `db:"b_id"`
-	BTenantID     *uuid.UUID `db:"b_tenant_id"`
-	BName         *string    `db:"b_name"`
-	BStatus       *string    `db:"b_status"`
-	BTotal        *int       `db:"b_total"`
-	BSucceeded    *int       `db:"b_succeeded"`
-	BFailed       *int       `db:"b_failed"`
-	BCancelled    *int       `db:"b_cancelled"`
-	BFinishedAt   *time.Time `db:"b_finished_at"`
-	BCreatedAt    *time.Time `db:"b_created_at"`
-	BUpdatedAt    *time.Time `db:"b_updated_at"`
-	BJustFinished *bool      `db:"b_just_finished"`
-}
-
-func (r transitionRow) transition() Transition {
-	t := Transition{Job: r.Job}
-	b := r.batchJoin
-	if b.BID == nil {
-		return t
-	}
-	deref := func(p *int) int {
-		if p == nil {
-			return 0
-		}
-		return *p
-	}
-	batch := Batch{
-		ID: *b.BID, FinishedAt: b.BFinishedAt,
-		Total: deref(b.BTotal), Succeeded: deref(b.BSucceeded), Failed: deref(b.BFailed), Cancelled: deref(b.BCancelled),
-	}
-	if b.BTenantID != nil {
-		batch.TenantID = *b.BTenantID
-	}
-	if b.BName != nil {
-		batch.Name = *b.BName
-	}
-	if b.BStatus != nil {
-		batch.Status = BatchStatus(*b.BStatus)
-	}
-	if b.BCreatedAt != nil {
-		batch.CreatedAt = *b.BCreatedAt
-	}
-	if b.BUpdatedAt != nil {
-		batch.UpdatedAt = *b.BUpdatedAt
-	}
-	t.Batch = &batch
-	t.BatchFinished = b.BJustFinished != nil && *b.BJustFinished
-	return t
-}
-
-func checkJobKind(field, kind string) error {
-	switch {
-	case kind == "":
-		return invalid(field, "is required")
-	case !utf8.ValidString(kind) || strings.ContainsRune(kind, 0):
-		return invalid(field, "is not valid UTF-8 text")
-	case utf8.RuneCountInString(kind) > MaxJobKindLen:
-		return invalid(field, "is longer than %d characters", MaxJobKindLen)
-	}
-	return nil
-}
-
-func checkWorker(worker string) error { return checkName("worker", worker) }
-
-// checkName checks the name of a worker or claimer: 1 to MaxWorkerLen
-// characters of UTF-8 text without NUL.
-func checkName(field, name string) error {
-	switch {
-	case name == "":
-		return invalid(field, "is required")
-	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
-		return invalid(field, "is not valid UTF-8 text")
-	case utf8.RuneCountInString(name) > MaxWorkerLen:
-		return invalid(field, "is longer than %d characters", MaxWorkerLen)
-	}
-	return nil
-}
-
-func checkLease(lease time.Duration) error {
-	if lease < time.Millisecond {
-		return invalid("lease", "must be at least 1ms, got %v", lease)
-	}
-	return nil
-}
-
-func checkInt32(field string, v int) error {
-	if v < math.MinInt32 || v > math.MaxInt32 {
-		return invalid(field, "%d does not fit in 32 bits", v)
-	}
-	return nil
-}
-
-func jobMaxAttempts(field string, n int) (int, error) {
-	switch {
-	case n == 0:
-		return DefaultJobMaxAttempts, nil
-	case n < 0 || n > math.MaxInt32:
-		return 0, invalid(field, "must be between 1 and %d, got %d", math.MaxInt32, n)
-	}
-	return n, nil
-}
-
-func optionalID(field string, id *uuid.UUID) (string, error) {
-	switch {
-	case id == nil:
-		return "", nil
-	case *id == uuid.Nil:
-		return "", invalid(field, "is the nil UUID")
-	}
-	return id.String(), nil
-}
-
-// jobObject checks raw is a JSON object and returns it as text, "{}" when
-// empty.
-func jobObject(field string, raw json.RawMessage) (string, error) {
-	s, err := jobJSON(field, raw)
-	if err != nil {
-		return "", err
-	}
-	if s == nil {
-		return "{}", nil
-	}
-	if str := s.(string); str[0] != '{' {
-		return "", invalid(field, "must be a JSON object")
-	}
-	return s.(string), nil
-}
-
-// jobJSON checks raw is JSON and returns it as text for a $n::jsonb
-// parameter (a string travels alike through both drivers and sqlmock), or
-// nil (SQL NULL) when raw is empty.
-func jobJSON(field string, raw json.RawMessage) (any, error) {
-	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) == 0 {
-		return nil, nil
-	}
-	if !json.Valid(trimmed) {
-		return nil, invalid(field, "is not valid JSON")
-	}
-	return string(trimmed), nil
-}
-
-// cleanJobError makes an error message storable in a text column.
-func cleanJobError(msg string) string {
-	msg = strings.ToValidUTF8(msg, "\uFFFD")
-	msg = strings.ReplaceAll(msg, "\x00", "\uFFFD")
-	if len(msg) > MaxJobErrorLen {
-		cut := MaxJobErrorLen
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut]
-	}
-	return msg
 }

@@ -31,8 +31,9 @@ var jobCols = []string{"id", "tenant_id", "batch_id", "domain_id", "kind", "payl
 	"attempts", "max_attempts", "locked_by", "lease_expires_at", "progress", "result", "last_error", "finished_at",
 	"created_at", "updated_at"}
 
-var batchJoinCols = []string{"b_id", "b_tenant_id", "b_name", "b_status", "b_total", "b_succeeded", "b_failed",
-	"b_cancelled", "b_finished_at", "b_created_at", "b_updated_at", "b_just_finished"}
+// transitionCols are the columns the job-to-final statements add to the
+// job's (see sqlJobTallyResult).
+var transitionCols = append(append([]string{}, jobCols...), "batch", "b_just_finished")
 
 var jobTestTime = time.Date(2024, 5, 1, 12, 0, 0, 123456000, time.UTC)
 
@@ -65,19 +66,36 @@ func jobRows(js ...Job) *sqlmock.Rows {
 	return rows
 }
 
-// transitionRows is a job with its batch (nil: not counted) as sqlJobTally
-// statements return it.
+// transitionRows is a job with its batch (nil: not counted) as
+// sqlJobTallyResult returns them: the batch as to_jsonb writes its row.
 func transitionRows(j Job, b *Batch, justFinished bool) *sqlmock.Rows {
-	rows := sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...))
-	vals := jobValues(j)
-	if b == nil {
-		vals = append(vals, make([]driver.Value, len(batchJoinCols))...)
-	} else {
-		vals = append(vals, b.ID.String(), b.TenantID.String(), b.Name, string(b.Status), int64(b.Total),
-			int64(b.Succeeded), int64(b.Failed), int64(b.Cancelled), nullable(b.FinishedAt), b.CreatedAt, b.UpdatedAt,
-			justFinished)
+	var batch driver.Value
+	if b != nil {
+		batch = batchJSON(b)
 	}
-	return rows.AddRow(vals...)
+	return sqlmock.NewRows(transitionCols).AddRow(append(jobValues(j), batch, justFinished)...)
+}
+
+// batchJSON is b as to_jsonb writes a row of batches: every column (those
+// Batch has no field for too), times with the session's offset.
+func batchJSON(b *Batch) []byte {
+	zone := time.FixedZone("", 2*3600)
+	at := func(t *time.Time) any {
+		if t == nil {
+			return nil
+		}
+		return t.In(zone).Format("2006-01-02T15:04:05.999999-07:00")
+	}
+	raw, err := json.Marshal(map[string]any{
+		"id": b.ID, "tenant_id": b.TenantID, "name": b.Name, "status": b.Status, "total": b.Total,
+		"succeeded": b.Succeeded, "failed": b.Failed, "cancelled": b.Cancelled, "finished_at": at(b.FinishedAt),
+		"created_at": at(&b.CreatedAt), "updated_at": at(&b.UpdatedAt), "finish_claimed_at": nil, "finish_claimed_by": nil,
+		"b_just_finished": true,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return raw
 }
 
 func sampleJob(tenant uuid.UUID) Job {
@@ -360,7 +378,7 @@ func TestJobsCompleteSQL(t *testing.T) {
 		WillReturnRows(transitionRows(done, nil, false))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobComplete)).
 		WithArgs(done.ID, "late", nil).
-		WillReturnRows(sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...)))
+		WillReturnRows(sqlmock.NewRows(transitionCols))
 	ctx := context.Background()
 	tr, err := r.Complete(ctx, done.ID, "w", json.RawMessage(`{"ok": true}`))
 	if err != nil {
@@ -395,7 +413,7 @@ func TestJobsFailSQL(t *testing.T) {
 		WillReturnRows(transitionRows(requeued, nil, false))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobFail)).
 		WithArgs(requeued.ID, "w", strings.Repeat("é", MaxJobErrorLen/2), int64(2000), int64(3600000)).
-		WillReturnRows(sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...)))
+		WillReturnRows(sqlmock.NewRows(transitionCols))
 	ctx := context.Background()
 	tr, err := r.Fail(ctx, requeued.ID, "w", msg)
 	if err != nil || tr.Job.State != JobStateQueued || *tr.Job.LastError != clean || tr.Batch != nil {
@@ -436,7 +454,7 @@ func TestJobsCancelSQL(t *testing.T) {
 	batch := sampleBatch(tenant)
 	batch.Cancelled, batch.Status, batch.FinishedAt = 1, BatchStatusCompletedWithErrors, &jobTestTime
 	cancelled.BatchID = &batch.ID
-	noRows := sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...))
+	noRows := sqlmock.NewRows(transitionCols)
 
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, cancelled.ID).
 		WillReturnRows(transitionRows(cancelled, &batch, true))
@@ -457,7 +475,7 @@ func TestJobsCancelSQL(t *testing.T) {
 	succeeded := cancelled
 	succeeded.State = JobStateSucceeded
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, succeeded.ID).
-		WillReturnRows(sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...)))
+		WillReturnRows(sqlmock.NewRows(transitionCols))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, succeeded.ID).WillReturnRows(jobRows(succeeded))
 	if _, err := r.Cancel(ctx, tenant, succeeded.ID); !errors.Is(err, sqladapter.ErrConflict) {
 		t.Fatalf("Cancel succeeded job: %v, want ErrConflict", err)
@@ -466,7 +484,7 @@ func TestJobsCancelSQL(t *testing.T) {
 	// Missing.
 	missing := uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, missing).
-		WillReturnRows(sqlmock.NewRows(append(append([]string{}, jobCols...), batchJoinCols...)))
+		WillReturnRows(sqlmock.NewRows(transitionCols))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, missing).WillReturnRows(sqlmock.NewRows(jobCols))
 	if _, err := r.Cancel(ctx, tenant, missing); !errors.Is(err, sqladapter.ErrNotFound) {
 		t.Fatalf("Cancel missing job: %v, want ErrNotFound", err)
@@ -527,21 +545,21 @@ func TestJobsListSQL(t *testing.T) {
 	a, b := sampleJob(tenant), sampleJob(tenant)
 	first := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	mock.ExpectQuery(render(DefaultSchema, sqlJobList)).
-		WithArgs(tenant, "", nil, "", first, uuid.Nil, 2, 0).
-		WillReturnRows(jobRows(a, b))
+		WithArgs(tenant, "", nil, "", first, uuid.Nil, 3, 0).
+		WillReturnRows(jobRows(a, b, sampleJob(tenant)))
 	page, err := r.List(ctx, tenant, JobFilter{}, Page{Limit: 2})
 	if err != nil || len(page.Items) != 2 || page.NextCursor == "" {
 		t.Fatalf("List = %+v, %v", page, err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobList)).
-		WithArgs(tenant, "failed", batch, "scan", b.CreatedAt, b.ID, 2, 0).
+		WithArgs(tenant, "failed", batch, "scan", b.CreatedAt, b.ID, 3, 0).
 		WillReturnRows(jobRows(a))
 	page, err = r.List(ctx, tenant, JobFilter{State: JobStateFailed, BatchID: &batch, Kind: "scan"}, Page{Limit: 2, Cursor: page.NextCursor})
 	if err != nil || len(page.Items) != 1 || page.NextCursor != "" {
 		t.Fatalf("List page 2 = %+v, %v", page, err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobList)).
-		WithArgs(tenant, "", nil, "", first, uuid.Nil, DefaultLimit, 10).
+		WithArgs(tenant, "", nil, "", first, uuid.Nil, DefaultLimit+1, 10).
 		WillReturnRows(sqlmock.NewRows(jobCols))
 	page, err = r.List(ctx, tenant, JobFilter{}, Page{Offset: 10})
 	if err != nil || page.Items == nil || len(page.Items) != 0 {

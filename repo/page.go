@@ -28,6 +28,19 @@ const (
 	MaxLimit     = 1000
 )
 
+// PageOf is one page of a list — [Profiles.List], [Domains.List],
+// [Jobs.List] and [Batches.List] — in the list's order (creation time,
+// then id).
+type PageOf[T any] struct {
+	// Items are the page's items: at most Page.Limit, never nil.
+	Items []T
+	// NextCursor continues the list after Items (as Page.Cursor). It is ""
+	// exactly when no item followed Items when the page was read — so a
+	// full page that happens to be the last has none — whether the page
+	// was asked for by cursor or by offset.
+	NextCursor string
+}
+
 // cursor is the position after the last item of a page: items are ordered
 // by (created_at, id).
 type cursor struct {
@@ -60,7 +73,7 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{createdAt: t, id: u}, nil
 }
 
-// pageArgs validates p and returns the limit, the offset and the cursor
+// args validates p and returns the limit, the offset and the cursor
 // position (after a zero time and nil id for the first page).
 func (p Page) args() (limit, offset int, after cursor, err error) {
 	limit = p.Limit
@@ -87,14 +100,6 @@ func (p Page) args() (limit, offset int, after cursor, err error) {
 	return limit, p.Offset, after, nil
 }
 
-// nextCursor returns the cursor after the last item when the page is full.
-func nextCursor(n, limit int, last cursor) string {
-	if n < limit {
-		return ""
-	}
-	return last.encode()
-}
-
 // keyed is an item of a list ordered by (created_at, id).
 type keyed interface{ pageKey() cursor }
 
@@ -104,21 +109,22 @@ func (j Job) pageKey() cursor     { return cursor{createdAt: j.CreatedAt, id: j.
 func (b Batch) pageKey() cursor   { return cursor{createdAt: b.CreatedAt, id: b.ID} }
 
 // selectPage runs a list statement whose last four parameters are the page
-// position (created_at, id), limit and offset, after args, and returns the
-// items and the cursor of the next page ("" after the last).
-func selectPage[T keyed](ctx context.Context, b base, op, stmt string, page Page, args ...any) ([]T, string, error) {
+// position (created_at, id), limit and offset, after args. It asks for one
+// item more than the page holds, to know whether another page follows.
+func selectPage[T keyed](ctx context.Context, b base, op, stmt string, page Page, args ...any) (PageOf[T], error) {
 	limit, offset, after, err := page.args()
 	if err != nil {
-		return nil, "", err
+		return PageOf[T]{}, err
 	}
 	items := []T{}
-	args = append(args, after.createdAt, after.id, limit, offset)
+	args = append(args, after.createdAt, after.id, limit+1, offset)
 	if err := b.q.SelectContext(ctx, &items, b.sql(stmt), args...); err != nil {
-		return nil, "", wrap(op, err)
+		return PageOf[T]{}, wrap(op, err)
 	}
-	next := ""
-	if n := len(items); n > 0 {
-		next = nextCursor(n, limit, items[n-1].pageKey())
+	p := PageOf[T]{Items: items}
+	if len(items) > limit {
+		p.Items = items[:limit]
+		p.NextCursor = items[limit-1].pageKey().encode()
 	}
-	return items, next, nil
+	return p, nil
 }

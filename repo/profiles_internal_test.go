@@ -330,7 +330,7 @@ func TestProfilesListSQL(t *testing.T) {
 		t.Parallel()
 		r, mock := mockProfiles(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileList)).
-			WithArgs(tenant, firstPage, uuid.Nil, 2, 0).WillReturnRows(profileRows(a, b))
+			WithArgs(tenant, firstPage, uuid.Nil, 3, 0).WillReturnRows(profileRows(a, b, sampleProfile(tenant)))
 		page, err := r.List(context.Background(), tenant, Page{Limit: 2})
 		if err != nil || len(page.Items) != 2 {
 			t.Fatalf("List = %+v, %v", page, err)
@@ -348,7 +348,7 @@ func TestProfilesListSQL(t *testing.T) {
 		t.Parallel()
 		r, mock := mockProfiles(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileList)).
-			WithArgs(tenant, a.CreatedAt, a.ID, 2, 0).WillReturnRows(profileRows(b))
+			WithArgs(tenant, a.CreatedAt, a.ID, 3, 0).WillReturnRows(profileRows(b))
 		page, err := r.List(context.Background(), tenant, Page{Limit: 2, Cursor: cursor{createdAt: a.CreatedAt, id: a.ID}.encode()})
 		if err != nil || len(page.Items) != 1 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v", page, err)
@@ -358,7 +358,7 @@ func TestProfilesListSQL(t *testing.T) {
 		t.Parallel()
 		r, mock := mockProfiles(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileList)).
-			WithArgs(tenant, firstPage, uuid.Nil, DefaultLimit, 100).WillReturnRows(profileRows())
+			WithArgs(tenant, firstPage, uuid.Nil, DefaultLimit+1, 100).WillReturnRows(profileRows())
 		page, err := r.List(context.Background(), tenant, Page{Offset: 100})
 		if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v; want an empty, non-nil page", page, err)
