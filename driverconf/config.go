@@ -2,6 +2,7 @@ package driverconf
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -239,6 +240,36 @@ func (c Config) WithDefaults() Config {
 		c.Isolation = DefaultIsolation
 	}
 	return c
+}
+
+// Direct returns the configuration of a session-capable connection to the
+// same database, for work that needs a session (migrations, LISTEN,
+// advisory locks): c itself unless c is in transaction mode, else c with
+// URL replaced by DirectURL and the pool mode inferred from it (direct
+// unless it says otherwise). Every field set explicitly — SSLMode,
+// timeouts, Driver, ApplicationName, Settings — is kept.
+func (c Config) Direct() (Config, error) {
+	if c.WithDefaults().PoolMode != Transaction {
+		return c, nil
+	}
+	if c.DirectURL == "" {
+		return Config{}, fieldErr("DirectURL", "is required for a session when URL is a transaction pooler; set it (Prisma's directUrl, DIRECT_URL)")
+	}
+	p, err := parseConn(c.DirectURL)
+	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return Config{}, fieldErr("DirectURL", "%s %s", fe.Field, fe.Problem)
+		}
+		return Config{}, fieldErr("DirectURL", "cannot be read")
+	}
+	d := c
+	d.URL, d.DirectURL, d.notes = c.DirectURL, "", nil
+	d.PoolMode = p.mode
+	if d.PoolMode == "" {
+		d.PoolMode = Direct
+	}
+	return d, nil
 }
 
 // TxSettings returns the server settings to apply at the start of each

@@ -390,13 +390,21 @@ func TestSetConfigSQL(t *testing.T) {
 // sql.Open("poolsafe", url) and OpenDB/OpenX work without a server.
 func TestOpenWithoutNetwork(t *testing.T) {
 	t.Parallel()
-	for _, u := range []string{originalURL, prismaURL, prismaURL + "&driver=pq"} {
+	for _, u := range []string{originalURL, "postgres://u:p@h:6543/db?pgbouncer=true", "postgres://u:p@h:6543/db?pgbouncer=true&driver=pq"} {
 		db, err := sql.Open(DriverName, u)
 		if err != nil {
 			t.Errorf("sql.Open(%q): %v", u, err)
 			continue
 		}
 		db.Close()
+	}
+	// Pool sizing cannot reach a *sql.DB from sql.Open: refused, not dropped.
+	for _, u := range []string{prismaURL, prismaURL + "&driver=pq", originalURL + "&pool_timeout=3"} {
+		_, err := sql.Open(DriverName, u)
+		var fe *FieldError
+		if !errors.As(err, &fe) || !strings.Contains(fe.Problem, "SetMaxOpenConns") {
+			t.Errorf("sql.Open(%q) error = %v, want a FieldError that says to size the pool on the *sql.DB", u, err)
+		}
 	}
 	if _, err := sql.Open(DriverName, "postgres://u:p@h/db?pool_mode=direct&pgbouncer=true"); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("sql.Open with a conflicting URL: err = %v, want ErrInvalidConfig", err)

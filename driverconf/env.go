@@ -111,14 +111,15 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 	durs := []struct {
 		dst        *time.Duration
 		name, twin string
+		guc        string // the server setting, for an explicit 0
 	}{
-		{&cfg.ConnMaxLifetime, EnvConnMaxLifetime, ""},
-		{&cfg.ConnMaxIdleTime, EnvConnMaxIdleTime, ""},
-		{&cfg.AcquireTimeout, EnvAcquireTimeout, ""},
-		{&cfg.ConnectTimeout, EnvConnectTimeout, EnvConnectionTimeout},
-		{&cfg.StatementTimeout, EnvStatementTimeout, ""},
-		{&cfg.LockTimeout, EnvLockTimeout, ""},
-		{&cfg.IdleInTransactionTimeout, EnvIdleInTransactionTimeout, ""},
+		{&cfg.ConnMaxLifetime, EnvConnMaxLifetime, "", ""},
+		{&cfg.ConnMaxIdleTime, EnvConnMaxIdleTime, "", ""},
+		{&cfg.AcquireTimeout, EnvAcquireTimeout, "", ""},
+		{&cfg.ConnectTimeout, EnvConnectTimeout, EnvConnectionTimeout, ""},
+		{&cfg.StatementTimeout, EnvStatementTimeout, "", "statement_timeout"},
+		{&cfg.LockTimeout, EnvLockTimeout, "", "lock_timeout"},
+		{&cfg.IdleInTransactionTimeout, EnvIdleInTransactionTimeout, "", "idle_in_transaction_session_timeout"},
 	}
 	for _, e := range durs {
 		d, set, err := envDuration(get, e.name, e.twin)
@@ -127,6 +128,9 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 		if set {
 			*e.dst = d
+			if d == 0 && e.guc != "" {
+				cfg.setExplicitZero(e.guc)
+			}
 		}
 	}
 	if err := cfg.Validate(); err != nil {

@@ -366,13 +366,27 @@ func validSettingName(name string) bool {
 	return true
 }
 
+// errBadURL never quotes the URL: parts of it may be the password.
+var errBadURL = fieldErr("URL", "is not a valid postgres:// URL; percent-encode special characters (such as / @ : # ? %% and spaces) in the user name and password")
+
+// parsePostgresURL parses a postgres:// URL, refusing what a PostgreSQL URL
+// cannot have: a fragment, or a host with an empty port. Both come from an
+// unencoded '#', '/' or ':' in a password, and would otherwise leave the rest
+// of the password in the "host" or "fragment" for any printout to show.
+func parsePostgresURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Fragment != "" || u.RawFragment != "" || strings.Contains(raw, "#") ||
+		u.Opaque != "" || strings.HasSuffix(u.Host, ":") || strings.Contains(u.Host, ":,") {
+		return nil, errBadURL
+	}
+	return u, nil
+}
+
 // splitURL reads a postgres:// URL into key/value pairs, libpq names.
 func splitURL(raw string) ([]kv, error) {
-	u, err := url.Parse(raw)
+	u, err := parsePostgresURL(raw)
 	if err != nil {
-		// url.Error quotes the URL and parts of it may be the password:
-		// never include it.
-		return nil, fieldErr("URL", "is not a valid URL; percent-encode special characters (such as / @ : # ?) in the user name and password")
+		return nil, err
 	}
 	var pairs []kv
 	if u.User != nil {
@@ -413,7 +427,7 @@ func splitURL(raw string) ([]kv, error) {
 	if u.User == nil && strings.Contains(u.Path, "@") {
 		// postgres://user:12/word@host/db: an unencoded "/" in the password
 		// made the password's start a port and its rest the path.
-		return nil, fieldErr("URL", "is not a valid URL; percent-encode special characters (such as / @ : # ?) in the user name and password")
+		return nil, errBadURL
 	}
 	query, err := splitQuery(u.RawQuery)
 	if err != nil {
@@ -559,6 +573,9 @@ func (c *Config) applyFields(p *parsed) error {
 			return fieldErr(key, "%v", err)
 		}
 		*dst = d
+		if d == 0 && gucTimeouts[key] {
+			c.setExplicitZero(key)
+		}
 		return nil
 	}
 	setInt := func(dst *int, key string) error {
@@ -641,6 +658,26 @@ func (c *Config) applyFields(p *parsed) error {
 		c.Settings = merged
 	}
 	return nil
+}
+
+// gucTimeouts are the server timeouts that Config keeps as durations, where
+// zero means "the server's default" — not "disabled".
+var gucTimeouts = map[string]bool{
+	"statement_timeout": true, "lock_timeout": true, "idle_in_transaction_session_timeout": true,
+}
+
+// setExplicitZero records a timeout set to 0 ("disabled") explicitly, as a
+// setting, so that it is sent rather than taken for unset.
+func (c *Config) setExplicitZero(key string) {
+	if _, ok := c.Settings[key]; ok {
+		return
+	}
+	m := make(map[string]string, len(c.Settings)+1)
+	for k, v := range c.Settings {
+		m[k] = v
+	}
+	m[key] = "0"
+	c.Settings = m
 }
 
 func parseDriver(v string) (Driver, error) {

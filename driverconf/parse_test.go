@@ -134,7 +134,7 @@ func TestParseFields(t *testing.T) {
 		{"statement_timeout 1d", base + "?statement_timeout=1d", driverconf.Config{StatementTimeout: 24 * time.Hour}},
 		{"statement_timeout space before unit", base + "?statement_timeout=5%20s", driverconf.Config{StatementTimeout: 5 * time.Second}},
 		{"statement_timeout Go syntax", base + "?statement_timeout=1m30s", driverconf.Config{StatementTimeout: 90 * time.Second}},
-		{"statement_timeout 0", base + "?statement_timeout=0", driverconf.Config{}},
+		{"statement_timeout 0", base + "?statement_timeout=0", driverconf.Config{Settings: map[string]string{"statement_timeout": "0"}}}, // explicit 0: disabled, sent,
 		{"lock_timeout", base + "?lock_timeout=2s", driverconf.Config{LockTimeout: 2 * time.Second}},
 		{"lock_timeout bare", base + "?lock_timeout=100", driverconf.Config{LockTimeout: 100 * time.Millisecond}},
 		{"idle_in_transaction_session_timeout", base + "?idle_in_transaction_session_timeout=60000",

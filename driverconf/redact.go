@@ -16,7 +16,7 @@ func RedactURL(s string) string {
 		return ""
 	}
 	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		u, err := url.Parse(s)
+		u, err := parsePostgresURL(s)
 		if err != nil {
 			return "(unreadable connection URL)"
 		}

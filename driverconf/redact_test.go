@@ -2,6 +2,7 @@ package driverconf_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -248,5 +249,33 @@ func TestRedactURLReadsWhatParseReads(t *testing.T) {
 				t.Errorf("String() = %s", s)
 			}
 		})
+	}
+}
+
+// A password pasted without percent-encoding must not leak through a URL
+// that happens to parse: no fragment, no empty port, nothing echoed.
+func TestUnencodedPasswordRefusedAndNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const secret = "Zq9@x:/?#%41secret"
+	for _, raw := range []string{
+		"postgres://app:" + secret + "@db.example.com:5432/app",
+		"postgres://app:pw#frag@db.example.com/app",
+		"postgres://app:pw@host:/app",
+	} {
+		_, err := driverconf.Parse(raw)
+		if err == nil {
+			t.Errorf("Parse(%q) succeeded; want a refusal", raw)
+			continue
+		}
+		for _, s := range []string{err.Error(), fmt.Sprint(driverconf.Config{URL: raw}), fmt.Sprintf("%+v", driverconf.Config{URL: raw}), driverconf.RedactURL(raw)} {
+			for _, part := range []string{"secret", "%41", "Zq9", "frag"} {
+				if strings.Contains(s, part) {
+					t.Errorf("output %q shows %q of the password", s, part)
+				}
+			}
+		}
+		if !strings.Contains(err.Error(), "percent-encode") {
+			t.Errorf("error %q does not say to percent-encode the password", err)
+		}
 	}
 }
