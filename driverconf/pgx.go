@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
 // pgxTrackedParams are the startup parameters PgBouncer tracks and so
@@ -55,6 +57,9 @@ func pgxConnector(r *resolved) (driver.Connector, error) {
 		cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 			return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
 		}
+		// pgconn also sends one when a connection breaks mid-query: the
+		// dialer swallows it and closes the query's connection instead.
+		cc.DialFunc = pgdial.New(true).DialContext
 		// Poolers refuse startup parameters they do not track, in session
 		// mode too (PGOPTIONS, PGTZ from the environment would land here).
 		for k := range cc.RuntimeParams {

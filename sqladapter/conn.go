@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
 // conn wraps a driver connection. It always implements ExecerContext,
@@ -17,8 +19,8 @@ import (
 type conn struct {
 	base driver.Conn
 	c    *connector
-	wire *wireConn // the socket, when the wrapper dialed it (lib/pq); else nil
-	inTx bool      // between BeginTx and the end of that transaction
+	wire *pgdial.Conn // the socket, when the wrapper dialed it; else nil
+	inTx bool         // between BeginTx and the end of that transaction
 }
 
 func (c *conn) unwrapConn() driver.Conn { return c.base }
@@ -207,7 +209,7 @@ func (c *conn) sent() int64 {
 	if c.wire == nil {
 		return -1
 	}
-	return c.wire.written.Load()
+	return c.wire.Written()
 }
 
 // atMostOnce keeps database/sql from re-running a statement that may have
@@ -216,7 +218,7 @@ func (c *conn) sent() int64 {
 // another connection. pgx already returns ErrBadConn only when nothing was
 // sent.
 func (c *conn) atMostOnce(before int64, err error) error {
-	if before < 0 || !errors.Is(err, driver.ErrBadConn) || c.wire.written.Load() == before {
+	if before < 0 || !errors.Is(err, driver.ErrBadConn) || c.wire.Written() == before {
 		return err
 	}
 	return &Error{

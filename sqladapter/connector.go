@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
 // Driver names accepted in [ConnectorOptions].Driver.
@@ -79,7 +81,7 @@ type ConnectorOptions struct {
 // when BehindPooler is set).
 func NewConnector(c driver.Connector, opts ConnectorOptions) driver.Connector {
 	if pc, ok := c.(*pq.Connector); ok {
-		pc.Dialer(newPQDialer(opts.BehindPooler))
+		pc.Dialer(pgdial.New(opts.BehindPooler))
 	}
 	ct := &connector{base: c, opts: opts, desc: newDescribeCache(describeCacheSize)}
 	if len(opts.Settings) > 0 {
@@ -103,8 +105,8 @@ type connector struct {
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	disarmAcquire(ctx) // a new connection is being made for this call
-	slot := new(wireSlot)
-	dc, err := c.base.Connect(context.WithValue(ctx, wireSlotKey{}, slot))
+	sctx, slot := pgdial.WithSlot(ctx)
+	dc, err := c.base.Connect(sctx)
 	if err != nil {
 		return nil, ClassifyContext(ctx, err)
 	}
@@ -116,7 +118,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("sqladapter: driver connection %T does not implement driver.QueryerContext", dc)
 	}
-	return wrapConn(&conn{base: dc, c: c, wire: slot.conn}), nil
+	return wrapConn(&conn{base: dc, c: c, wire: slot.Conn}), nil
 }
 
 func (c *connector) Driver() driver.Driver { return c.base.Driver() }

@@ -1,4 +1,9 @@
-package sqladapter
+// Package pgdial dials PostgreSQL connections for both drivers: every
+// socket counts the bytes written on it (so that a lost connection can be
+// told "nothing was sent" from "it may have run"), and, behind a pooler, a
+// CancelRequest is never sent to the pooler: the statement's own
+// connection is closed instead.
+package pgdial
 
 import (
 	"context"
@@ -17,68 +22,77 @@ const (
 	protocolV3        = 196608
 )
 
-// wireSlotKey carries a *wireSlot in the context of Connect, so that the
-// dialer can hand the socket it made to the connection being built.
-type wireSlotKey struct{}
+// slotKey carries a *Slot in the context of a connect, so that the dialer
+// can hand the socket it made to the connection being built.
+type slotKey struct{}
 
-type wireSlot struct{ conn *wireConn }
+// Slot receives the socket dialed for one connect.
+type Slot struct{ Conn *Conn }
 
-// pqDialer dials lib/pq's connections. Every socket counts the bytes
+// WithSlot returns ctx carrying a new Slot for [Dialer.DialContext] to fill.
+func WithSlot(ctx context.Context) (context.Context, *Slot) {
+	s := new(Slot)
+	return context.WithValue(ctx, slotKey{}, s), s
+}
+
+// Dialer dials the drivers' connections. Every socket counts the bytes
 // written on it, so that a connection failure can be told apart: before
 // anything was sent the statement did not run (database/sql may retry it),
 // after that it may have run (see conn.atMostOnce).
 //
-// With intercept set (a pooler is in front): when the context of a running query ends, lib/pq opens a second
-// connection and sends a CancelRequest. PgBouncer 1.18 (Debian 12) can
-// exit on such a request ("bad client state: 0", pgbouncer issue #801),
-// taking every client down with it. So the dialer recognises lib/pq's
-// cancel connection by its first message, sends nothing to the pooler,
-// and instead ends the query's own connection at once — what pgx does
-// on a cancelled context by default. The pooler then drops that server
-// connection; the statement stops at its statement_timeout at the latest.
-// A cancel for a connection it does not know (TLS hides the key) goes to
-// the pooler as usual.
-type pqDialer struct {
+// With intercept set (a pooler is in front), no CancelRequest reaches the
+// pooler. Both drivers send one on a second connection — lib/pq when a
+// context ends mid-statement, pgx's pgconn also whenever a connection
+// breaks mid-query (asyncClose) — and PgBouncer 1.18 (Debian 12) can exit
+// on such a request ("bad client state: 0", pgbouncer issue #801), taking
+// every client down with it. The dialer recognises the cancel connection
+// by its first message, sends nothing, and ends the query's own connection
+// at once if it knows it. The pooler then drops that server connection;
+// the statement stops at its statement_timeout at the latest. (Under TLS
+// the message is encrypted and cannot be seen.)
+type Dialer struct {
 	d         net.Dialer
 	intercept bool
 
 	mu    sync.Mutex
-	conns map[[8]byte]*wireConn // BackendKeyData (pid, secret) → connection
+	conns map[[8]byte]*Conn // BackendKeyData (pid, secret) → connection
 }
 
-func newPQDialer(intercept bool) *pqDialer {
-	return &pqDialer{d: net.Dialer{KeepAlive: 5 * time.Minute}, intercept: intercept, conns: map[[8]byte]*wireConn{}}
+// New returns a Dialer; with intercept, cancel requests are handled here
+// rather than sent (see Dialer).
+func New(intercept bool) *Dialer {
+	return &Dialer{d: net.Dialer{KeepAlive: 5 * time.Minute}, intercept: intercept, conns: map[[8]byte]*Conn{}}
 }
 
-func (d *pqDialer) Dial(network, address string) (net.Conn, error) {
+func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, address)
 }
 
-func (d *pqDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+func (d *Dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return d.DialContext(ctx, network, address)
 }
 
-func (d *pqDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := d.d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	wc := &wireConn{Conn: c, d: d}
-	if slot, ok := ctx.Value(wireSlotKey{}).(*wireSlot); ok {
-		slot.conn = wc
+	wc := &Conn{Conn: c, d: d}
+	if slot, ok := ctx.Value(slotKey{}).(*Slot); ok {
+		slot.Conn = wc
 	}
 	return wc, nil
 }
 
-func (d *pqDialer) register(key [8]byte, c *wireConn) {
+func (d *Dialer) register(key [8]byte, c *Conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.conns[key] = c
 }
 
-func (d *pqDialer) forget(key [8]byte, c *wireConn) {
+func (d *Dialer) forget(key [8]byte, c *Conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conns[key] == c {
@@ -86,17 +100,17 @@ func (d *pqDialer) forget(key [8]byte, c *wireConn) {
 	}
 }
 
-func (d *pqDialer) lookup(key [8]byte) *wireConn {
+func (d *Dialer) lookup(key [8]byte) *Conn {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.conns[key]
 }
 
-// wireConn counts the bytes written on it, learns its BackendKeyData from
+// Conn counts the bytes written on it, learns its BackendKeyData from
 // the server's first messages and intercepts a CancelRequest written to it.
-type wireConn struct {
+type Conn struct {
 	net.Conn
-	d       *pqDialer
+	d       *Dialer
 	written atomic.Int64
 
 	mu          sync.Mutex
@@ -109,7 +123,7 @@ type wireConn struct {
 	intercepted bool // this connection carried a cancel that was handled here
 }
 
-func (c *wireConn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.d.intercept && !c.startupSent && len(p) >= 8 {
 		switch binary.BigEndian.Uint32(p[4:8]) {
@@ -122,12 +136,14 @@ func (c *wireConn) Write(p []byte) (int, error) {
 				var key [8]byte
 				copy(key[:], p[8:16])
 				if target := c.d.lookup(key); target != nil {
-					c.intercepted = true
-					c.mu.Unlock()
 					_ = target.Conn.SetDeadline(time.Now()) // the query's read fails now
-					_ = c.Conn.Close()
-					return len(p), nil
 				}
+				// Known or not (a connection already gone, or still
+				// starting), the request is never sent to the pooler.
+				c.intercepted = true
+				c.mu.Unlock()
+				_ = c.Conn.Close()
+				return len(p), nil
 			}
 		}
 	}
@@ -137,7 +153,7 @@ func (c *wireConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *wireConn) Read(p []byte) (int, error) {
+func (c *Conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	intercepted := c.intercepted
 	c.mu.Unlock()
@@ -152,7 +168,7 @@ func (c *wireConn) Read(p []byte) (int, error) {
 }
 
 // observe scans the server's startup response for BackendKeyData.
-func (c *wireConn) observe(b []byte) {
+func (c *Conn) observe(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sslAsked && !c.startupSent {
@@ -190,7 +206,7 @@ func (c *wireConn) observe(b []byte) {
 	}
 }
 
-func (c *wireConn) Close() error {
+func (c *Conn) Close() error {
 	c.mu.Lock()
 	keyed, key := c.keyed, c.key
 	c.mu.Unlock()
@@ -199,3 +215,6 @@ func (c *wireConn) Close() error {
 	}
 	return c.Conn.Close()
 }
+
+// Written returns how many bytes have been written on the connection.
+func (c *Conn) Written() int64 { return c.written.Load() }
