@@ -111,12 +111,12 @@ func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	disarmAcquire(ctx)
+	if c.ownTx(query) {
+		return c.execOwnTx(ctx, query, args)
+	}
 	args, err := c.prepareArgs(ctx, query, args)
 	if err != nil {
 		return nil, c.fail(ctx, "exec", query, args, time.Time{}, err)
-	}
-	if c.ownTx(query) {
-		return c.execOwnTx(ctx, query, args)
 	}
 	start, sent := time.Now(), c.sent()
 	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
@@ -129,12 +129,12 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	disarmAcquire(ctx)
+	if c.ownTx(query) {
+		return c.queryOwnTx(ctx, query, args)
+	}
 	args, err := c.prepareArgs(ctx, query, args)
 	if err != nil {
 		return nil, c.fail(ctx, "query", query, args, time.Time{}, err)
-	}
-	if c.ownTx(query) {
-		return c.queryOwnTx(ctx, query, args)
 	}
 	start, sent := time.Now(), c.sent()
 	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
@@ -174,6 +174,11 @@ func (c *conn) execOwnTx(ctx context.Context, query string, args []driver.NamedV
 	if err != nil {
 		return nil, err
 	}
+	// Described inside the transaction, with the settings (search_path).
+	if args, err = c.prepareArgs(ctx, query, args); err != nil {
+		_ = tx.Rollback()
+		return nil, c.fail(ctx, "exec", query, args, start, err)
+	}
 	sent := c.sent()
 	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
 	if err != nil {
@@ -192,6 +197,10 @@ func (c *conn) queryOwnTx(ctx context.Context, query string, args []driver.Named
 	tx, err := c.BeginTx(ctx, driver.TxOptions{})
 	if err != nil {
 		return nil, err
+	}
+	if args, err = c.prepareArgs(ctx, query, args); err != nil {
+		_ = tx.Rollback()
+		return nil, c.fail(ctx, "query", query, args, start, err)
 	}
 	sent := c.sent()
 	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)

@@ -21,7 +21,9 @@ type clientStmt struct {
 // Query message on lib/pq) and returns a client-side statement.
 func (c *conn) prepareClientSide(ctx context.Context, query string) (driver.Stmt, error) {
 	numInput := -1
-	if c.c.opts.Driver != "" {
+	// With settings, a statement outside a transaction runs in one of its
+	// own (search_path may differ there): it is checked when it runs.
+	if c.c.opts.Driver != "" && !c.ownTx(query) {
 		start := time.Now()
 		types, err := c.describe(ctx, query)
 		switch {
