@@ -6,7 +6,7 @@ STACK := scripts/pgstack.sh
 # Load the local stack's URLs into the environment of one recipe line.
 WITH_STACK := eval "$$(bash $(STACK) env)" &&
 
-.PHONY: all setup stack-up stack-down stack-status test unit conformance bench demo examples lint fuzz
+.PHONY: all setup stack-up stack-down stack-status stack-check test unit conformance faults bench demo examples lint fuzz
 
 all: lint test
 
@@ -25,19 +25,33 @@ stack-down:
 stack-status:
 	bash $(STACK) status
 
+## stack-check: fail if PgBouncer crashed or was restarted behind the tests' back
+stack-check:
+	bash $(STACK) check
+
 CONFORMANCE_SUMMARY ?= $(CURDIR)/.conformance-summary.txt
 
 ## test: unit tests + integration tests + the conformance matrix against the local stack, which it starts;
 ## a missing database fails, and so does a conformance target that failed or did not run
+## (the fault suite runs on a stack of its own: make faults)
 test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY)
-	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m ./...
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^TestFaults$$' ./... \
+		|| { bash $(STACK) check; exit 1; }
+	bash $(STACK) check
 	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
+
+## faults: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL restarts/crash,
+## on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario and driver
+faults: setup
+	POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^TestFaults$$' ./internal/faults
 
 ## conformance: only the conformance matrix (9 targets), with its summary
 conformance: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY)
-	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -run TestMatrix ./conformance
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -run TestMatrix ./conformance \
+		|| { bash $(STACK) check; exit 1; }
+	bash $(STACK) check
 	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
 
 BENCHFLAGS ?= -count 6
@@ -48,7 +62,7 @@ bench: setup stack-up
 ## unit: tests that need no database (database tests skip loudly)
 unit:
 	env -u POOLSAFE_TEST_DIRECT_URL -u POOLSAFE_TEST_SESSION_URL -u POOLSAFE_TEST_TX_URL \
-		POOLSAFE_REQUIRE_DB=0 $(GO) test -count=1 ./...
+		POOLSAFE_REQUIRE_DB=0 $(GO) test -count=1 -short ./...
 
 ## demo: both drivers through a transaction pooler: DATABASE_URL if set, else the local stack it starts
 demo: setup
