@@ -293,7 +293,7 @@ func (p *pipeline) produce() {
 func (p *pipeline) lookup(name string) (found, known bool) {
 	var bo backoff
 	for !p.stopped() {
-		var page repo.BatchPage
+		var page repo.PageOf[repo.Batch]
 		err := p.call("lookup", func(ctx context.Context) (err error) {
 			page, err = p.repos.Batches.List(ctx, p.tenant, repo.BatchFilter{}, repo.Page{Limit: 100})
 			return err
