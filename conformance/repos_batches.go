@@ -407,6 +407,198 @@ func batchTests(t *testing.T, r *run) {
 			t.Fatalf("ClaimFinishNotices without a key: %v, want ErrInvalidInput", err)
 		}
 	})
+	// Batches/CompleteMany: 8 workers end jobs in chunks with one
+	// CompleteMany per claim (and Fail for some), over batches and jobs
+	// without a batch, while one batch is cancelled under them. Every job
+	// ends once, each batch's counters equal its jobs' states, and each
+	// batch is reported finished exactly once.
+	r.test(t, "Batches/CompleteMany", func(t *testing.T) {
+		e := r.repoEnv(t)
+		nBatches, perBatch, loose := r.size(10, 4), r.size(60, 30), r.size(100, 40)
+		ids := map[uuid.UUID]bool{}
+		var victim uuid.UUID
+		for i := range nBatches {
+			b := e.createBatch(t, domainNames(perBatch, fmt.Sprintf("m%d-%%d.example.org", i)), repo.BatchOptions{MaxAttempts: 1})
+			ids[b.ID] = true
+			if i == 1 { // claimed second (oldest first): cancelled while it is worked
+				victim = b.ID
+			}
+		}
+		in := make([]repo.NewJob, loose)
+		for i := range in {
+			in[i] = repo.NewJob{Kind: "loose", MaxAttempts: 1}
+		}
+		e.enqueue(t, in...)
+
+		var (
+			mu        sync.Mutex
+			ended     = map[uuid.UUID]int{} // job → final transitions seen
+			finished  = map[uuid.UUID]int{} // batch → finishes reported
+			omitted   int                   // jobs CompleteMany left out
+			errs      []error
+			wg        sync.WaitGroup
+			completed atomic.Int64
+		)
+		fail := func(err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		see := func(trs ...repo.Transition) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tr := range trs {
+				if tr.Job.State == repo.JobStateSucceeded || tr.Job.State == repo.JobStateFailed {
+					ended[tr.Job.ID]++
+				}
+				if tr.BatchFinished {
+					finished[tr.Batch.ID]++
+				}
+				if tr.Job.BatchID != nil && (tr.Batch == nil || tr.Batch.ID != *tr.Job.BatchID) {
+					errs = append(errs, fmt.Errorf("job %s of batch %s reported with batch %+v", tr.Job.ID, *tr.Job.BatchID, tr.Batch))
+				}
+				if tr.Job.BatchID == nil && tr.Batch != nil {
+					errs = append(errs, fmt.Errorf("job %s without a batch reported with batch %s", tr.Job.ID, tr.Batch.ID))
+				}
+			}
+		}
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				name := fmt.Sprintf("w%d", w)
+				for n := 0; ; n++ {
+					jobs, err := e.repos.Jobs.Claim(e.ctx, &e.tenant, name, 2+w%9, time.Minute)
+					if err != nil {
+						fail(err)
+						return
+					}
+					if len(jobs) == 0 {
+						return
+					}
+					var batch []repo.Completion
+					for i, j := range jobs {
+						if (n+i+w)%11 == 0 {
+							tr, err := e.repos.Jobs.Fail(e.ctx, j.ID, name, "refused")
+							if errors.Is(err, repo.ErrLeaseLost) {
+								continue // cancelled with its batch
+							} else if err != nil {
+								fail(err)
+								return
+							}
+							see(tr)
+							continue
+						}
+						batch = append(batch, repo.Completion{ID: j.ID, Result: json.RawMessage(`{"by":"` + name + `"}`)})
+					}
+					if n%4 == 0 { // a job this worker does not hold: left out
+						batch = append(batch, repo.Completion{ID: uuid.New()})
+					}
+					trs, err := e.repos.Jobs.CompleteMany(e.ctx, name, batch)
+					if err != nil {
+						fail(err)
+						return
+					}
+					for i, tr := range trs {
+						if tr.Job.State != repo.JobStateSucceeded || tr.Job.LockedBy != nil ||
+							(i > 0 && slices.IndexFunc(batch, func(c repo.Completion) bool { return c.ID == tr.Job.ID }) <
+								slices.IndexFunc(batch, func(c repo.Completion) bool { return c.ID == trs[i-1].Job.ID })) {
+							fail(fmt.Errorf("CompleteMany returned %+v out of order or unfinished", tr.Job))
+						}
+					}
+					see(trs...)
+					mu.Lock()
+					omitted += len(batch) - len(trs)
+					mu.Unlock()
+					completed.Add(int64(len(trs)))
+				}
+			}()
+		}
+		// Cancel one batch while the workers are at it.
+		workersDone := make(chan struct{})
+		go func() { wg.Wait(); close(workersDone) }()
+		var cancelDone sync.WaitGroup
+		cancelDone.Add(1)
+		go func() {
+			defer cancelDone.Done()
+			for completed.Load() < int64(perBatch+perBatch/4) {
+				select {
+				case <-workersDone:
+				case <-time.After(time.Millisecond):
+					continue
+				}
+				break
+			}
+			res, err := e.repos.Batches.Cancel(e.ctx, e.tenant, victim)
+			switch {
+			case errors.Is(err, sqladapter.ErrConflict): // it finished first
+			case err != nil:
+				fail(err)
+			case res.Finished:
+				mu.Lock()
+				finished[victim]++
+				mu.Unlock()
+			}
+			t.Logf("Cancel after %d completions: %d jobs cancelled, finished %v, %v", completed.Load(), res.JobsCancelled, res.Finished, err)
+		}()
+		<-workersDone
+		cancelDone.Wait()
+		for _, err := range errs {
+			t.Error(err)
+		}
+		for id, n := range ended {
+			if n != 1 {
+				t.Fatalf("job %s ended %d times", id, n)
+			}
+		}
+		var truth []struct {
+			Batch     *uuid.UUID `db:"batch_id"`
+			Total     int        `db:"total"`
+			Succeeded int        `db:"succeeded"`
+			Failed    int        `db:"failed"`
+			Cancelled int        `db:"cancelled"`
+			Open      int        `db:"open"`
+		}
+		err := e.db.SelectContext(e.ctx, &truth, `SELECT batch_id, count(*) AS total,
+			count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+			count(*) FILTER (WHERE state = 'failed') AS failed,
+			count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+			count(*) FILTER (WHERE state NOT IN ('succeeded', 'failed', 'cancelled')) AS open
+			FROM `+e.schema+`.jobs WHERE tenant_id = $1 GROUP BY batch_id`, e.tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		finals := 0
+		for _, c := range truth {
+			finals += c.Succeeded + c.Failed
+			if c.Open != 0 {
+				t.Errorf("batch %v: %d jobs not final", c.Batch, c.Open)
+			}
+			if c.Batch == nil {
+				if c.Total != loose || c.Cancelled != 0 {
+					t.Errorf("jobs without a batch: %+v", c)
+				}
+				continue
+			}
+			b := e.batch(t, *c.Batch)
+			if b.Total != c.Total || b.Succeeded != c.Succeeded || b.Failed != c.Failed || b.Cancelled != c.Cancelled ||
+				!b.Finished() || finished[b.ID] != 1 {
+				t.Errorf("batch %s = %+v, jobs %+v, reported finished %d times", b.ID, b, c, finished[b.ID])
+			}
+		}
+		if finals != len(ended) {
+			t.Errorf("%d jobs succeeded or failed, %d reported", finals, len(ended))
+		}
+		if omitted == 0 {
+			t.Error("no CompleteMany call left a job out")
+		}
+		t.Logf("%d jobs completed by CompleteMany, %d left out", completed.Load(), omitted)
+		var res json.RawMessage
+		if err := e.db.GetContext(e.ctx, &res, "SELECT result FROM "+e.schema+".jobs WHERE tenant_id = $1 AND state = 'succeeded' LIMIT 1", e.tenant); err != nil ||
+			!strings.HasPrefix(string(res), `{"by": "w`) {
+			t.Errorf("stored result %s, %v", res, err)
+		}
+	})
 	r.test(t, "Batches/Reconcile", func(t *testing.T) {
 		e := r.repoEnv(t)
 		batches := e.repos.Batches

@@ -44,17 +44,23 @@ WHERE tenant_id = $1
 ORDER BY created_at, id
 LIMIT $5 OFFSET $6`
 
-// sqlBatchCancel cancels the batch's unfinished jobs first, then locks the
-// batch (the order every job statement takes: jobs, then batches) and
-// counts them. "locked" sees the batch's latest version, as in
-// sqlJobTally, so was_finished is exact.
+// sqlBatchCancel cancels the batch's unfinished jobs first — locked in id
+// order, as sqlJobCompleteMany locks its jobs, so the two cannot deadlock
+// — then locks the batch (the order every job statement takes: jobs, then
+// batches) and counts them. "locked" sees the batch's latest version, as
+// in sqlJobTally, so was_finished is exact.
 const sqlBatchCancel = `WITH cj AS (
 	UPDATE {schema}.jobs SET
 		state = 'cancelled',
 		locked_by = NULL,
 		lease_expires_at = NULL,
 		finished_at = now()
-	WHERE tenant_id = $1 AND batch_id = $2 AND state IN ('queued', 'running')
+	WHERE id IN (
+		SELECT id FROM {schema}.jobs
+		WHERE tenant_id = $1 AND batch_id = $2 AND state IN ('queued', 'running')
+		ORDER BY id
+		FOR UPDATE
+	) AND state IN ('queued', 'running')
 	RETURNING id
 ),
 n AS (

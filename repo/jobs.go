@@ -168,6 +168,13 @@ type Transition struct {
 	BatchFinished bool
 }
 
+// Completion is one job for [Jobs.CompleteMany] to complete.
+type Completion struct {
+	ID uuid.UUID
+	// Result is stored as the job's result; empty keeps the stored one.
+	Result json.RawMessage
+}
+
 // RescueResult is what [Jobs.RescueExpired] did.
 type RescueResult struct {
 	// Requeued are the jobs that had attempts left: queued again to run now.
@@ -354,6 +361,60 @@ func (r *Jobs) Complete(ctx context.Context, id uuid.UUID, worker string, result
 		return Transition{}, err
 	}
 	return r.transition(ctx, "complete job", sqlJobComplete, id, worker, res)
+}
+
+// CompleteMany does what [Jobs.Complete] does for up to [MaxClaimJobs]
+// jobs worker is running, in one statement: each is marked succeeded, with
+// progress 1 and its result stored, and counted in its batch — every batch
+// once, for all of its jobs in the call. It returns one Transition per job
+// it completed, in input order; a job not running under worker (the
+// case where Complete fails with [ErrLeaseLost]) is left out, so compare
+// the ids to find those. The jobs of one batch share its state after the
+// call in Transition.Batch; a batch the call finished has BatchFinished
+// true on exactly one of them, the last in input order (claim its finish
+// notice as after Complete, see [Batches]). Ids must be distinct; no jobs
+// is no statement.
+func (r *Jobs) CompleteMany(ctx context.Context, worker string, jobs []Completion) ([]Transition, error) {
+	if err := checkWorker(worker); err != nil {
+		return nil, err
+	}
+	if len(jobs) > MaxClaimJobs {
+		return nil, invalid("jobs", "has %d jobs, more than the %d one call takes", len(jobs), MaxClaimJobs)
+	}
+	ids, results := make([]string, len(jobs)), make([]string, len(jobs))
+	seen := make(map[uuid.UUID]bool, len(jobs))
+	for i, c := range jobs {
+		switch {
+		case c.ID == uuid.Nil:
+			return nil, invalid(fmt.Sprintf("jobs[%d].id", i), "is the nil UUID")
+		case seen[c.ID]:
+			return nil, invalid(fmt.Sprintf("jobs[%d].id", i), "%s is in the list twice", c.ID)
+		}
+		seen[c.ID] = true
+		res, err := jobJSON(fmt.Sprintf("jobs[%d].result", i), c.Result)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = c.ID.String()
+		if res != nil {
+			results[i] = res.(string)
+		}
+	}
+	if len(jobs) == 0 {
+		return []Transition{}, nil
+	}
+	var rows []struct {
+		transitionRow
+		Ord int `db:"ord"`
+	}
+	if err := r.q.SelectContext(ctx, &rows, r.sql(sqlJobCompleteMany), worker, textArray(ids), textArray(results)); err != nil {
+		return nil, wrap("complete jobs", err)
+	}
+	out := make([]Transition, len(rows))
+	for i, row := range rows {
+		out[i] = row.transition()
+	}
+	return out, nil
 }
 
 // Fail ends the current attempt of a job worker is running with errMsg.

@@ -638,3 +638,69 @@ func TestJobsSchema(t *testing.T) {
 		}
 	}
 }
+
+func TestJobsCompleteManySQL(t *testing.T) {
+	t.Parallel()
+	r, mock := mockJobs(t)
+	ctx, tenant := context.Background(), uuid.New()
+	a, b, c := runningJob(tenant, "w"), runningJob(tenant, "w"), runningJob(tenant, "w")
+	batch := sampleBatch(tenant)
+	batch.Succeeded, batch.Status, batch.FinishedAt = 2, BatchStatusCompleted, &jobTestTime
+	for _, j := range []*Job{&a, &c} {
+		j.State, j.LockedBy, j.LeaseExpiresAt, j.FinishedAt, j.BatchID = JobStateSucceeded, nil, nil, &jobTestTime, &batch.ID
+	}
+	rows := sqlmock.NewRows(append(append([]string{}, transitionCols...), "ord")).
+		AddRow(append(jobValues(a), batchJSON(&batch), false, int64(1))...).
+		AddRow(append(jobValues(c), batchJSON(&batch), true, int64(3))...)
+	// b's lease was lost: no row for it.
+	mock.ExpectQuery(render(DefaultSchema, sqlJobCompleteMany)).
+		WithArgs("w", `{"`+a.ID.String()+`","`+b.ID.String()+`","`+c.ID.String()+`"}`, `{"{\"n\": 1}","",""}`).
+		WillReturnRows(rows)
+	got, err := r.CompleteMany(ctx, "w", []Completion{{ID: a.ID, Result: json.RawMessage(` {"n": 1} `)}, {ID: b.ID}, {ID: c.ID}})
+	if err != nil || len(got) != 2 || got[0].Job.ID != a.ID || got[1].Job.ID != c.ID {
+		t.Fatalf("CompleteMany = %+v, %v", got, err)
+	}
+	if got[0].BatchFinished || !got[1].BatchFinished || got[0].Batch == nil || !sameBatch(*got[1].Batch, batch) {
+		t.Fatalf("batch reported as %+v / %+v", got[0], got[1])
+	}
+
+	if got, err := r.CompleteMany(ctx, "w", nil); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("CompleteMany of nothing = %v, %v; want an empty slice, no statement", got, err)
+	}
+	_, err = r.CompleteMany(ctx, "", []Completion{{ID: a.ID}})
+	expectInvalid(t, err, "worker")
+	_, err = r.CompleteMany(ctx, "w", []Completion{{ID: a.ID}, {}})
+	expectInvalid(t, err, "jobs[1].id")
+	_, err = r.CompleteMany(ctx, "w", []Completion{{ID: a.ID}, {ID: b.ID}, {ID: a.ID}})
+	expectInvalid(t, err, "jobs[2].id")
+	_, err = r.CompleteMany(ctx, "w", []Completion{{ID: a.ID, Result: json.RawMessage(`{`)}})
+	expectInvalid(t, err, "jobs[0].result")
+	_, err = r.CompleteMany(ctx, "w", make([]Completion, MaxClaimJobs+1))
+	expectInvalid(t, err, "jobs")
+}
+
+// TestJobsCompleteManyStatementShape pins what CompleteMany's correctness
+// rests on.
+func TestJobsCompleteManyStatementShape(t *testing.T) {
+	t.Parallel()
+	for _, part := range []string{
+		// its jobs, locked in id order, only while running under the worker
+		"j.state = 'running' AND j.locked_by = $1\n\tORDER BY j.id\n\tFOR UPDATE",
+		// one tally for all of them, and the finish reported once per batch
+		sqlJobTally,
+		"bat.b_just_finished AND fin.ord = max(fin.ord) OVER (PARTITION BY fin.batch_id)",
+		"LEFT JOIN bat ON bat.id = fin.batch_id",
+	} {
+		if !strings.Contains(sqlJobCompleteMany, part) {
+			t.Errorf("CompleteMany statement lacks %q", part)
+		}
+	}
+	// Batches.Cancel locks jobs in the same order.
+	if !strings.Contains(sqlBatchCancel, "state IN ('queued', 'running')\n\t\tORDER BY id\n\t\tFOR UPDATE") {
+		t.Error("Batches.Cancel does not lock jobs in id order")
+	}
+	// Only jobs of a batch are tallied.
+	if !strings.Contains(sqlJobTally, "WHERE batch_id IS NOT NULL") {
+		t.Error("the tally counts jobs without a batch")
+	}
+}

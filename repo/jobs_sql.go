@@ -166,6 +166,42 @@ const sqlJobComplete = `WITH fin AS (
 	RETURNING ` + jobColumns + `
 )` + sqlJobTally + sqlJobTallyResult
 
+// sqlJobCompleteMany is sqlJobComplete for many jobs of one worker ($1):
+// $2 their ids, $3 their results as JSON text (an empty one keeps the stored result),
+// in input order. "owned" locks the jobs in id order — as Batches.Cancel
+// does, and before any batch, as every job statement does — so that it
+// cannot deadlock with them; jobs no longer running under $1 drop out.
+// sqlJobTally then counts all of them, batch by batch, in one update of
+// each batch; jobs without a batch take no part in it (no batch is read
+// or locked for them). The batch that this statement finished is reported
+// on one job of it: the last in input order.
+const sqlJobCompleteMany = `WITH input AS (
+	SELECT t.job_id, NULLIF(t.new_result, '')::jsonb AS new_result, t.ord
+	FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS t(job_id, new_result, ord)
+),
+owned AS (
+	SELECT j.id AS owned_id FROM {schema}.jobs j
+	WHERE j.id IN (SELECT job_id FROM input) AND j.state = 'running' AND j.locked_by = $1
+	ORDER BY j.id
+	FOR UPDATE
+),
+fin AS (
+	UPDATE {schema}.jobs j SET
+		state = 'succeeded',
+		result = COALESCE(i.new_result, j.result),
+		progress = 1,
+		locked_by = NULL,
+		lease_expires_at = NULL,
+		finished_at = now()
+	FROM owned o JOIN input i ON i.job_id = o.owned_id
+	WHERE j.id = o.owned_id
+	RETURNING ` + jobColumns + `, i.ord
+)` + sqlJobTally + `
+SELECT fin.*, to_jsonb(bat) AS batch,
+	COALESCE(bat.b_just_finished AND fin.ord = max(fin.ord) OVER (PARTITION BY fin.batch_id), false) AS b_just_finished
+FROM fin LEFT JOIN bat ON bat.id = fin.batch_id
+ORDER BY fin.ord`
+
 // sqlJobFail requeues with the backoff described at RetryBackoffBase:
 // attempts is at least 1 for a running job; the exponent is capped so the
 // power cannot overflow.
