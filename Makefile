@@ -6,7 +6,7 @@ STACK := scripts/pgstack.sh
 # Load the local stack's URLs into the environment of one recipe line.
 WITH_STACK := eval "$$(bash $(STACK) env)" &&
 
-.PHONY: all setup stack-up stack-down stack-status stack-check test unit conformance faults bench demo examples lint fuzz
+.PHONY: all setup stack-up stack-down stack-status stack-check test unit conformance faults bench demo examples lint fuzz peer
 
 all: lint test
 
@@ -100,3 +100,8 @@ lint:
 ## fuzz: run the Parse fuzzer for a minute
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./driverconf
+
+## peer: sqlx's, pgx/stdlib's and lib/pq's own suites through poolsafe on both drivers, transaction pooler under load
+## (not yet in make test: 71 failures outside internal/peer/expected_failures.txt remain to be fixed)
+peer: setup stack-up
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -timeout 10m -run '^TestPeerSuites$$' ./internal/peer
