@@ -36,7 +36,7 @@ CONFORMANCE_SUMMARY ?= $(CURDIR)/.conformance-summary.txt
 ## (the fault suite runs on a stack of its own: make faults)
 test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY)
-	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^TestFaults$$' ./... \
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestPeerSuites)$$' ./... \
 		|| { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
 	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
