@@ -111,17 +111,20 @@ func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	disarmAcquire(ctx)
-	if c.ownTx(query) {
-		return c.execOwnTx(ctx, query, args)
-	}
-	args, err := c.prepareArgs(ctx, query, args)
+	tx, args, err := c.begin(ctx, "exec", query, args)
 	if err != nil {
-		return nil, c.fail(ctx, "exec", query, args, time.Time{}, err)
+		return nil, err
 	}
 	start, sent := time.Now(), c.sent()
 	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
 	if err != nil {
+		rollback(tx)
 		return nil, c.fail(ctx, "exec", query, args, start, c.atMostOnce(sent, err))
+	}
+	if tx != nil {
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
 	}
 	c.done(ctx, "exec", query, args, start)
 	return res, nil
@@ -129,20 +132,46 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	disarmAcquire(ctx)
-	if c.ownTx(query) {
-		return c.queryOwnTx(ctx, query, args)
-	}
-	args, err := c.prepareArgs(ctx, query, args)
+	tx, args, err := c.begin(ctx, "query", query, args)
 	if err != nil {
-		return nil, c.fail(ctx, "query", query, args, time.Time{}, err)
+		return nil, err
 	}
 	start, sent := time.Now(), c.sent()
 	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
 	if err != nil {
+		rollback(tx)
 		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
 	}
 	c.done(ctx, "query", query, args, start)
-	return newRows(rows, ctx, nil), nil
+	return newRows(rows, ctx, tx), nil // Close ends tx
+}
+
+// begin readies a statement: outside a transaction, with settings
+// configured, it first begins a transaction of the statement's own (see
+// ConnectorOptions.Settings), so that the arguments are described with the
+// settings (search_path) in force. Then it refuses what the statement
+// cannot do through this driver and sends []byte arguments the same way on
+// both drivers (see bytesArgs). tx is nil when no transaction was begun.
+func (c *conn) begin(ctx context.Context, op, query string, args []driver.NamedValue) (driver.Tx, []driver.NamedValue, error) {
+	var tx driver.Tx
+	if c.ownTx(query) {
+		var err error
+		if tx, err = c.BeginTx(ctx, driver.TxOptions{}); err != nil {
+			return nil, nil, err
+		}
+	}
+	args, err := c.prepareArgs(ctx, query, args)
+	if err != nil {
+		rollback(tx)
+		return nil, nil, c.fail(ctx, op, query, args, time.Time{}, err)
+	}
+	return tx, args, nil
+}
+
+func rollback(tx driver.Tx) {
+	if tx != nil {
+		_ = tx.Rollback()
+	}
 }
 
 // prepareArgs refuses what a statement cannot do through this driver and
@@ -166,50 +195,6 @@ func (c *conn) ownTx(query string) bool {
 	}
 	st, known := txStatus(c.c.opts.Driver, c.base)
 	return !known || st == txIdle
-}
-
-func (c *conn) execOwnTx(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	start := time.Now()
-	tx, err := c.BeginTx(ctx, driver.TxOptions{})
-	if err != nil {
-		return nil, err
-	}
-	// Described inside the transaction, with the settings (search_path).
-	if args, err = c.prepareArgs(ctx, query, args); err != nil {
-		_ = tx.Rollback()
-		return nil, c.fail(ctx, "exec", query, args, start, err)
-	}
-	sent := c.sent()
-	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
-	if err != nil {
-		_ = tx.Rollback()
-		return nil, c.fail(ctx, "exec", query, args, start, c.atMostOnce(sent, err))
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	c.done(ctx, "exec", query, args, start)
-	return res, nil
-}
-
-func (c *conn) queryOwnTx(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	start := time.Now()
-	tx, err := c.BeginTx(ctx, driver.TxOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if args, err = c.prepareArgs(ctx, query, args); err != nil {
-		_ = tx.Rollback()
-		return nil, c.fail(ctx, "query", query, args, start, err)
-	}
-	sent := c.sent()
-	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
-	if err != nil {
-		_ = tx.Rollback()
-		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
-	}
-	c.done(ctx, "query", query, args, start)
-	return newRows(rows, ctx, tx), nil
 }
 
 // sent returns how many bytes the connection has written so far, or -1
