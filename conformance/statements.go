@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"github.com/scrapersky/poolsafe/driverconf"
 	"github.com/scrapersky/poolsafe/sqladapter"
@@ -28,7 +27,7 @@ func statementTests(t *testing.T, r *run) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback()
-		stmt, err := tx.PrepareContext(e.ctx, pq.CopyInSchema(e.schema, "copied", "id", "name"))
+		stmt, err := tx.PrepareContext(e.ctx, "COPY "+e.schema+".copied (id, name) FROM STDIN")
 		if e.raw.WithDefaults().Driver != driverconf.PQ {
 			// pgx has no COPY statement in database/sql: the error says
 			// what to use instead.
@@ -64,7 +63,7 @@ func statementTests(t *testing.T, r *run) {
 	})
 	r.test(t, "CopyInOutsideTransactionFails", func(t *testing.T) {
 		e := r.newEnv(t, "CREATE TABLE {s}.copied (id int8)")
-		stmt, err := e.db.PrepareContext(e.ctx, pq.CopyInSchema(e.schema, "copied", "id"))
+		stmt, err := e.db.PrepareContext(e.ctx, "COPY "+e.schema+".copied (id) FROM STDIN")
 		if err == nil {
 			_, err = stmt.ExecContext(e.ctx, int64(1))
 			if err == nil {
@@ -84,6 +83,25 @@ func statementTests(t *testing.T, r *run) {
 		}
 		if n != 0 {
 			t.Errorf("%d rows stored by a failed COPY", n)
+		}
+	})
+	r.test(t, "SeveralStatementsWithoutArguments", func(t *testing.T) {
+		e := r.newEnv(t, "CREATE TABLE {s}.t (v int)")
+		// lib/pq sends a query without arguments as one simple Query
+		// message, so several statements run; pgx must do the same.
+		q := "INSERT INTO " + e.schema + ".t VALUES (1); INSERT INTO " + e.schema + ".t VALUES (2)"
+		if _, err := e.db.ExecContext(e.ctx, q); err != nil {
+			t.Fatalf("Exec of two statements: %v", err)
+		}
+		var n int
+		if err := e.db.QueryRowContext(e.ctx, "SELECT 1; SELECT count(*) FROM "+e.schema+".t").Scan(&n); err != nil {
+			t.Fatalf("Query of two statements: %v", err)
+		}
+		if n != 1 {
+			t.Errorf("first result of a two-statement query = %d, want 1 (the first statement's)", n)
+		}
+		if err := e.direct.QueryRowContext(e.ctx, "SELECT count(*) FROM "+e.schema+".t").Scan(&n); err != nil || n != 2 {
+			t.Errorf("stored %d rows (%v), want 2", n, err)
 		}
 	})
 	r.test(t, "RawBeginNotLeftOpen", func(t *testing.T) {

@@ -137,7 +137,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	start, sent := time.Now(), c.sent()
-	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
+	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, pgxSimpleWithoutArgs(c.c.opts.Driver, args))
 	if err != nil {
 		rollback(tx)
 		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))

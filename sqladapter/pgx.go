@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -91,4 +92,18 @@ func pgxDescribe(ctx context.Context, dc driver.Conn, query string) ([]string, e
 func pgxNotSent(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
+}
+
+// simpleProtocol asks pgx for the simple protocol on one query.
+var simpleProtocol = []driver.NamedValue{{Ordinal: 1, Value: pgx.QueryExecModeSimpleProtocol}}
+
+// pgxSimpleWithoutArgs sends a query without arguments the way lib/pq
+// does, in one simple Query message, so that several statements separated
+// by semicolons run on both drivers (pgx's extended protocol refuses them).
+// The results are text either way.
+func pgxSimpleWithoutArgs(drv string, args []driver.NamedValue) []driver.NamedValue {
+	if drv == DriverPGX && len(args) == 0 {
+		return simpleProtocol
+	}
+	return args
 }
