@@ -50,6 +50,15 @@
 //	arg time.Time → timestamp,
 //	  time                       UTC wall clock        the value's own zone       UTC wall clock
 //	arg time.Duration → interval stored               nanoseconds as seconds     stored (sent as microseconds)
+//	arg Valuer → []byte → text   stored as hex "\x…"   stored as the text         stored as the text
+//	arg Valuer → []byte → jsonb  error                 error                      stored as JSON text
+//	arg nil []byte → text, jsonb NULL                  NULL                       NULL
+//	scan float4 1.2 into float64 1.2000000476837158    1.2                        1.2
+//	query without arguments,
+//	  several statements         refused (42601)       all run                    all run (one simple Query)
+//
+// A driver.Valuer is resolved before any of this, so what it returns is
+// treated like the same value passed directly.
 //
 // A []byte argument is sent as bytes only where the parameter is bytea;
 // elsewhere it is sent as text. The parameter types come from describing
@@ -63,20 +72,41 @@
 // ClientSidePrepare, as driverconf sets it in transaction mode) never leaves
 // anything on one: no named statement (wire-level tests in the conformance
 // suite count zero named Parse messages), every query one self-contained
-// round trip, settings only with set_config(…, true) inside [DB.InTx]. What
-// it cannot make safe, it does not do: LISTEN/NOTIFY, session advisory
-// locks, temporary tables that outlive a transaction and session-level SET
-// need a session — open those connections on a direct or session-mode URL.
-// A context that ends cancels the statement the driver's usual way (lib/pq
-// and pgx send a cancel request, which PgBouncer forwards to the right
-// server connection); note that PgBouncer 1.18 can exit on a racy cancel
-// request ("bad client state: 0", pgbouncer issue #801).
+// round trip. Settings given in [ConnectorOptions].Settings apply with
+// set_config(…, true): after BEGIN in every transaction (one more round
+// trip), and around every statement outside one, which then runs in a
+// transaction of its own (BEGIN, set_config, the statement, COMMIT: four
+// round trips instead of one — set them on the role with ALTER ROLE … SET
+// to pay nothing). What it cannot make safe, it does not do: LISTEN/NOTIFY,
+// session advisory locks, temporary tables that outlive a transaction and
+// session-level SET need a session — open those connections on a direct or
+// session-mode URL. A connection returned to the pool while still inside a
+// transaction (a raw BEGIN) is closed, not reused.
+//
+// Behind a pooler (BehindPooler, and pgx as driverconf sets it up) no
+// CancelRequest is ever sent: PgBouncer 1.18 (Debian 12) can exit on one
+// ("bad client state: 0", pgbouncer issue #801). When a context ends
+// mid-statement, the statement's own connection is closed instead; the
+// statement then runs on the server until it ends or hits
+// statement_timeout.
+//
+// # After a failure
+//
+// [Error.Outcome] says what a failed call can have done, the same way on
+// both drivers: "the statement did not run" (a server error, or nothing was
+// sent), "it may have run" (the connection was lost or the call abandoned
+// after the statement was sent), or "it ran" ([ErrNotFound]). A statement
+// that may have run is never sent again by database/sql: lib/pq's
+// driver.ErrBadConn after bytes were written is turned into such an error,
+// as pgx already does with pgconn.SafeToRetry.
 //
 // # Transactions
 //
 // [DB.InTx] runs a function in a transaction with the configured isolation
 // level (READ COMMITTED by default), applies per-transaction settings in one
 // round trip with set_config(name, value, true) — never session-level SET —
-// and retries serialization failures and deadlocks with a capped, jittered
-// exponential backoff ([DefaultMaxAttempts] attempts).
+// and retries serialization failures, deadlocks and connections lost before
+// COMMIT with a capped, jittered exponential backoff ([DefaultMaxAttempts]
+// attempts). An error of the function's own is returned unchanged and never
+// retried.
 package sqladapter
