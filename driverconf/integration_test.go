@@ -151,34 +151,50 @@ func TestPoolsafeDriver(t *testing.T) {
 }
 
 // TestSettingsPerMode checks where URL settings land: sent at connection
-// start in direct mode, applied after connecting in session mode, never
-// sent through the transaction pooler (which would refuse the connection).
+// start in direct mode, applied after connecting in session mode, and
+// through the transaction pooler applied to every statement with
+// set_config(…, true) — never to the session, so other clients of the
+// same server connections keep the server's default.
 func TestSettingsPerMode(t *testing.T) {
 	u := testdb.Get(t)
 	for _, tg := range []struct {
 		url  string
 		mode driverconf.PoolMode
-		want string
 	}{
-		{u.Direct, driverconf.Direct, "1234ms"},
-		{u.Session, driverconf.Session, "1234ms"},
-		{u.Tx, driverconf.Transaction, ""},
+		{u.Direct, driverconf.Direct},
+		{u.Session, driverconf.Session},
+		{u.Tx, driverconf.Transaction},
 	} {
 		for _, d := range []driverconf.Driver{driverconf.PGX, driverconf.PQ} {
 			t.Run(string(tg.mode)+"/"+string(d), func(t *testing.T) {
 				t.Parallel()
+				ctx := context.Background()
 				db := openT(t, driverconf.Config{
 					URL: withQuery(t, tg.url, "statement_timeout=1234"), Driver: d, PoolMode: tg.mode,
 				})
 				var got string
-				if err := db.QueryRowContext(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
+				if err := db.QueryRowContext(ctx, "SHOW statement_timeout").Scan(&got); err != nil {
 					t.Fatal(err)
 				}
-				if tg.want != "" && got != "1234ms" {
+				if got != "1234ms" {
 					t.Errorf("statement_timeout = %q, want 1234ms", got)
 				}
-				if tg.want == "" && got == "1234ms" {
-					t.Errorf("statement_timeout leaked into the session through the transaction pooler")
+				if tg.mode != driverconf.Transaction {
+					return
+				}
+				// Another client without the setting, on the same two server
+				// connections, must not see it.
+				other := openT(t, driverconf.Config{URL: tg.url, Driver: d, PoolMode: tg.mode})
+				for range 10 {
+					if err := db.QueryRowContext(ctx, "SHOW statement_timeout").Scan(&got); err != nil {
+						t.Fatal(err)
+					}
+					if err := other.QueryRowContext(ctx, "SHOW statement_timeout").Scan(&got); err != nil {
+						t.Fatal(err)
+					}
+					if got == "1234ms" {
+						t.Fatal("statement_timeout leaked into the session through the transaction pooler")
+					}
 				}
 			})
 		}
