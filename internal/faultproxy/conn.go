@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/scrapersky/poolsafe/internal/wiretap"
 )
 
 // drainTimeout bounds how long a connection cut mid-COMMIT waits for the
@@ -97,7 +98,7 @@ func (c *conn) run() {
 func (c *conn) fromClient(wg *sync.WaitGroup) {
 	r := bufio.NewReader(c.client)
 	for {
-		frame, err := readFrame(r, false)
+		frame, err := wiretap.ReadFrame(r, false)
 		if err != nil {
 			c.cut()
 			return
@@ -185,7 +186,7 @@ func (c *conn) messages(r *bufio.Reader) {
 			c.cut()
 			return
 		}
-		frame, err := readFrame(r, true)
+		frame, err := wiretap.ReadFrame(r, true)
 		if err != nil {
 			_ = w.Flush()
 			c.clientGone()
@@ -300,7 +301,7 @@ func (c *conn) fromServer() {
 			c.cut()
 			return
 		}
-		frame, err := readFrame(r, true)
+		frame, err := wiretap.ReadFrame(r, true)
 		if err != nil {
 			_ = w.Flush()
 			c.cut()

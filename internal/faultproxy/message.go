@@ -3,8 +3,6 @@ package faultproxy
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
-	"io"
 	"strings"
 )
 
@@ -112,27 +110,4 @@ func frameReady(r *bufio.Reader, typed bool) bool {
 		return false
 	}
 	return r.Buffered() >= head-4+int(binary.BigEndian.Uint32(hdr[head-4:]))
-}
-
-// readFrame reads one protocol message as it is on the wire: a type byte
-// (when typed), an int32 length that counts itself, and the body. What the
-// message says is decoded by pgproto3; this only finds where it ends.
-func readFrame(r *bufio.Reader, typed bool) ([]byte, error) {
-	head := 4
-	if typed {
-		head = 5
-	}
-	hdr, err := r.Peek(head)
-	if err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint32(hdr[head-4:]))
-	if n < 4 || n > 1<<30 {
-		return nil, errors.New("faultproxy: bad message length")
-	}
-	frame := make([]byte, head-4+n)
-	if _, err := io.ReadFull(r, frame); err != nil {
-		return nil, err
-	}
-	return frame, nil
 }

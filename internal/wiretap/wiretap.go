@@ -140,7 +140,7 @@ func (t *Tap) decode(client, server net.Conn) {
 	// (SSLRequest and GSSEncRequest are answered by the server, then the
 	// client goes on with its StartupMessage).
 	for {
-		frame, err := readFrame(r, false)
+		frame, err := ReadFrame(r, false)
 		if err != nil {
 			return
 		}
@@ -159,7 +159,7 @@ func (t *Tap) decode(client, server net.Conn) {
 		}
 	}
 	for {
-		frame, err := readFrame(r, true)
+		frame, err := ReadFrame(r, true)
 		if err != nil {
 			return
 		}
@@ -177,8 +177,10 @@ func (t *Tap) decode(client, server net.Conn) {
 	}
 }
 
-// readFrame reads one protocol message: [type byte] int32 length, body.
-func readFrame(r *bufio.Reader, typed bool) ([]byte, error) {
+// ReadFrame reads one protocol message as it is on the wire: a type byte
+// (when typed), an int32 length that counts itself, and the body. What the
+// message says is decoded by pgproto3; this only finds where it ends.
+func ReadFrame(r *bufio.Reader, typed bool) ([]byte, error) {
 	head := 4
 	if typed {
 		head = 5
