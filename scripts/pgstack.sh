@@ -138,7 +138,7 @@ cmd_check() { # exit 0 only if PgBouncer has run, without a FATAL, since up/star
 	local want offset fatal pid
 	want=$(cat "$DIR/pgbouncer.expected-pid" 2>/dev/null) || die "check: nothing recorded in $DIR: run 'pgstack.sh up'"
 	offset=$(cat "$DIR/pgbouncer.log-offset" 2>/dev/null || echo 0)
-	fatal=$(tail -c "+$((offset + 1))" "$DIR/pgbouncer.log" 2>/dev/null | grep -E 'FATAL|bad client state' || true)
+	fatal=$(tail -c "+$((offset + 1))" "$DIR/pgbouncer.log" 2>/dev/null | grep -E '\] FATAL |bad client state' || true)
 	[[ -z $fatal ]] || die "check FAILED: PgBouncer crashed since up; $DIR/pgbouncer.log says:"$'\n'"$fatal"
 	pid=$(bouncer_pid) || die "check FAILED: PgBouncer is not running: it crashed or was killed (nothing restarts it)"
 	[[ $pid == "$want" ]] ||

@@ -80,6 +80,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		return nil, err
 	}
 	wc := &Conn{Conn: c, d: d}
+	if dl, ok := ctx.Deadline(); ok {
+		// lib/pq bounds its startup by connect_timeout alone; the call's
+		// deadline bounds it too (see SetDeadline).
+		wc.startDeadline = dl
+		_ = c.SetDeadline(dl)
+	}
 	if slot, ok := ctx.Value(slotKey{}).(*Slot); ok {
 		slot.Conn = wc
 	}
@@ -121,18 +127,49 @@ type Conn struct {
 	key         [8]byte
 	keyed       bool
 	intercepted bool // this connection carried a cancel that was handled here
+
+	startDeadline time.Time // the dialing context's deadline; zero if none
+	asked         time.Time // the deadline the driver last set
+	started       bool      // the startup exchange is over (or cannot be followed)
+}
+
+// SetDeadline sets the driver's deadline, except that until the startup
+// exchange is over it is never later than the dialing context's deadline:
+// a connection being opened for a call does not outlive the call.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.asked = t
+	if !c.started && !c.startDeadline.IsZero() && (t.IsZero() || t.After(c.startDeadline)) {
+		t = c.startDeadline
+	}
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+// finishStartup ends the startup bound: the driver's own deadline applies
+// from here on. c.mu is held.
+func (c *Conn) finishStartup() {
+	if c.started {
+		return
+	}
+	c.started = true
+	if !c.startDeadline.IsZero() {
+		_ = c.Conn.SetDeadline(c.asked)
+	}
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.d.intercept && !c.startupSent && len(p) >= 8 {
+	if !c.startupSent && !c.started && len(p) >= 8 {
 		switch binary.BigEndian.Uint32(p[4:8]) {
 		case sslRequestCode:
 			c.sslAsked = true
 		case protocolV3:
 			c.startupSent, c.parsing = true, true
+		default:
+			c.finishStartup() // nothing this dialer can follow
 		case cancelRequestCode:
-			if len(p) == 16 {
+			if c.d.intercept && len(p) == 16 {
 				var key [8]byte
 				copy(key[:], p[8:16])
 				if target := c.d.lookup(key); target != nil {
@@ -175,6 +212,7 @@ func (c *Conn) observe(b []byte) {
 		if b[0] == 'S' {
 			c.sslAsked = false
 			c.startupSent = true // TLS from here on: nothing to learn
+			c.finishStartup()
 			return
 		}
 		c.sslAsked = false
@@ -188,6 +226,7 @@ func (c *Conn) observe(b []byte) {
 		typ, n := c.in[0], int(binary.BigEndian.Uint32(c.in[1:5]))
 		if n < 4 || len(c.in) > 1<<16 {
 			c.parsing, c.in = false, nil
+			c.finishStartup()
 			return
 		}
 		if len(c.in) < 1+n {
@@ -200,6 +239,7 @@ func (c *Conn) observe(b []byte) {
 			c.d.register(c.key, c)
 		case typ == 'Z' || typ == 'E':
 			c.parsing, c.in = false, nil
+			c.finishStartup()
 			return
 		}
 		c.in = c.in[1+n:]
