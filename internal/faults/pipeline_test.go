@@ -380,7 +380,7 @@ func (p *pipeline) runJob(worker string, j repo.Job) {
 		})
 		if err == nil {
 			if tr.BatchFinished && tr.Batch != nil {
-				p.notice(tr.Batch.ID)
+				p.claimNotice(worker, tr.Batch.ID)
 			}
 			return
 		}
@@ -402,9 +402,51 @@ func (p *pipeline) rescue() {
 		})
 		if err == nil {
 			for _, b := range res.FinishedBatches {
-				p.notice(b)
+				p.claimNotice("rescuer", b)
 			}
 		}
+		p.sweep()
+	}
+}
+
+// claimNotice is what the worker (or rescuer) that finished a batch does:
+// claim its finish notice, repeating the call until it answers (a repeat
+// with the same key is safe). Only a successful claim is a notice.
+func (p *pipeline) claimNotice(by string, batch uuid.UUID) {
+	for attempt := 0; attempt < 50; attempt++ {
+		var claimed bool
+		err := p.call("claim notice", func(ctx context.Context) (err error) {
+			_, claimed, err = p.repos.Batches.ClaimFinished(ctx, p.tenant, batch, by)
+			return err
+		})
+		if err == nil {
+			if claimed {
+				p.notice(batch)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sweep is the reconciler: it claims the notices nobody claimed — those
+// whose finishing answer was lost — under a fresh key, repeating the call
+// until it answers.
+func (p *pipeline) sweep() {
+	key := "sweeper:" + uuid.NewString()
+	for attempt := 0; attempt < 50; attempt++ {
+		var got []repo.Batch
+		err := p.call("sweep notices", func(ctx context.Context) (err error) {
+			got, err = p.repos.Batches.ClaimFinishNotices(ctx, &p.tenant, key, 100, 200*time.Millisecond)
+			return err
+		})
+		if err == nil {
+			for _, b := range got {
+				p.notice(b.ID)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
