@@ -166,8 +166,6 @@ func (c *Conn) Write(p []byte) (int, error) {
 			c.sslAsked = true
 		case protocolV3:
 			c.startupSent, c.parsing = true, true
-		default:
-			c.finishStartup() // nothing this dialer can follow
 		case cancelRequestCode:
 			if c.d.intercept && len(p) == 16 {
 				var key [8]byte
@@ -182,6 +180,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 				_ = c.Conn.Close()
 				return len(p), nil
 			}
+		default:
+			c.finishStartup() // nothing this dialer can follow
 		}
 	}
 	c.mu.Unlock()
