@@ -33,14 +33,13 @@ CONFORMANCE_SUMMARY ?= $(CURDIR)/.conformance-summary.txt
 
 ## test: unit tests + integration tests + the conformance matrix against the local stack, which it starts;
 ## a missing database fails, and so does a conformance target that failed or did not run
-## then the fault suite, on a stack of its own (make faults)
+## (the fault suite runs on a stack of its own: make faults)
 test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY)
 	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestPeerSuites)$$' ./... \
 		|| { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
 	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
-	$(MAKE) --no-print-directory faults
 
 ## faults: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL restarts/crash,
 ## on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario and driver
