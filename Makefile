@@ -39,7 +39,7 @@ test: setup stack-up
 	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestPeerSuites)$$' ./... \
 		|| { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
-	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
+	@cat $(CONFORMANCE_SUMMARY) # TestMatrix fails unless all nine targets ran and passed
 
 ## faults: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL restarts/crash,
 ## on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario and driver
@@ -52,7 +52,7 @@ conformance: setup stack-up
 	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -run TestMatrix ./conformance \
 		|| { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
-	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
+	@cat $(CONFORMANCE_SUMMARY) # TestMatrix fails unless all nine targets ran and passed
 
 BENCHFLAGS ?= -count 6
 ## bench: driver settings and the wrapper's cost, side by side with the raw drivers and pgxpool (compare with benchstat)

@@ -56,14 +56,14 @@ func benchClients() []benchClient {
 			if tx {
 				url = u.Tx
 			}
-			db, err := driverconf.OpenDB(driverconf.Config{
+			db, err := driverconf.Open(driverconf.Config{
 				URL: url, Driver: drv, PoolMode: mode, PgxExecMode: exec,
 				MaxOpenConns: benchConns, MaxIdleConns: benchConns,
 			})
 			if err != nil {
-				b.Fatalf("OpenDB: %v", err)
+				b.Fatalf("Open: %v", err)
 			}
-			return sqlQueryRow(b, db)
+			return sqlQueryRow(b, db.DB.DB)
 		}
 	}
 	raw := func(driverName string) func(*testing.B, testdb.URLs) queryRow {

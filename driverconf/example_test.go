@@ -1,12 +1,14 @@
 package driverconf_test
 
 import (
+	"database/sql"
 	"fmt"
 	"log"
 	"os"
 	"time"
 
 	"github.com/scrapersky/poolsafe/driverconf"
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // Parse reads the original system's URL: the no-prepare hints select
@@ -61,9 +63,12 @@ func ExampleFromEnv() {
 	// Output: pq transaction 20 5s
 }
 
-// OpenDB makes no connection; the first query (or db.PingContext) does.
-func ExampleOpenDB() {
-	db, err := driverconf.OpenDB(driverconf.Config{
+// NewConnector is for code that opens the *sql.DB itself, for example
+// through a tracing wrapper such as otelsql.OpenDB. Everything a Config asks
+// of a connection is in the connector; pool sizing is the caller's, and
+// sqladapter.Wrap adds InTx and Stats. No connection is made here.
+func ExampleNewConnector() {
+	c, err := driverconf.NewConnector(driverconf.Config{
 		URL:      "postgres://app:pw@127.0.0.1:6432/app",
 		Driver:   driverconf.PGX,
 		PoolMode: driverconf.Transaction,
@@ -71,9 +76,12 @@ func ExampleOpenDB() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	sqlDB := sql.OpenDB(c) // or otelsql.OpenDB(c)
+	sqlDB.SetMaxOpenConns(10)
+	db := sqladapter.Wrap(sqlDB)
 	defer db.Close()
-	fmt.Println(db.Stats().MaxOpenConnections)
-	// Output: 10
+	fmt.Println(db.Stats().MaxOpenConnections, db.Rebind("id = ?"))
+	// Output: 10 id = $1
 }
 
 // Open returns the sqladapter handle: pooler-safe connections plus InTx.

@@ -15,7 +15,7 @@ import (
 // DriverName is the name of the database/sql driver this package
 // registers: sql.Open("poolsafe", url) opens url through poolsafe, with the
 // driver chosen by the URL key driver=pgx|pq (default pgx). Pool sizing
-// keys in the URL cannot reach a *sql.DB opened this way: use [OpenDB].
+// keys in the URL cannot reach a *sql.DB opened this way: use [Open].
 const DriverName = "poolsafe"
 
 func init() {
@@ -26,7 +26,12 @@ func init() {
 // NewConnector returns a pooler-safe driver.Connector for cfg, for callers
 // that wrap connectors themselves (otelsql, sqlhooks) before sql.OpenDB. It
 // does no network I/O. Pool sizing fields are not part of a connector: apply
-// them to the *sql.DB yourself, or use [OpenDB].
+// them to the *sql.DB yourself, or use [Open]. [sqladapter.Wrap] gives the
+// *sql.DB you open over it InTx and Stats:
+//
+//	c, err := driverconf.NewConnector(cfg)
+//	sqlDB := otelsql.OpenDB(c) // or sql.OpenDB(c)
+//	db := sqladapter.Wrap(sqlDB)
 func NewConnector(cfg Config) (driver.Connector, error) {
 	r, err := cfg.resolve()
 	if err != nil {
@@ -86,19 +91,9 @@ func Open(cfg Config) (*sqladapter.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sqladapter.Wrap(db, DriverName,
+	return sqladapter.Wrap(db,
 		sqladapter.WithMetrics(r.metrics),
 		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout)), nil
-}
-
-// OpenDB returns a *sql.DB for cfg with its pool settings applied. It does
-// no network I/O: the first query (or db.PingContext) connects.
-func OpenDB(cfg Config) (*sql.DB, error) {
-	r, err := cfg.resolve()
-	if err != nil {
-		return nil, err
-	}
-	return openDB(r)
 }
 
 func openDB(r *resolved) (*sql.DB, error) {
@@ -112,15 +107,6 @@ func openDB(r *resolved) (*sql.DB, error) {
 	db.SetConnMaxLifetime(r.cfg.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(r.cfg.ConnMaxIdleTime)
 	return db, nil
-}
-
-// OpenX is [OpenDB] returning a sqlx handle whose bindvar is $n.
-func OpenX(cfg Config) (*sqlx.DB, error) {
-	db, err := OpenDB(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return sqlx.NewDb(db, DriverName), nil
 }
 
 // connector reports the poolsafe driver as its driver.

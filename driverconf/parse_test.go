@@ -421,7 +421,7 @@ func TestValidateErrors(t *testing.T) {
 			checkFieldError(t, tt.cfg.Validate(), tt.field)
 			_, err := driverconf.NewConnector(tt.cfg)
 			checkFieldError(t, err, tt.field)
-			db, err := driverconf.OpenDB(tt.cfg)
+			db, err := driverconf.Open(tt.cfg)
 			if db != nil {
 				db.Close()
 			}
@@ -708,7 +708,7 @@ func TestExplicitFieldsBeatURL(t *testing.T) {
 		// TxSettings reads only the Config's own fields.
 		t.Errorf("TxSettings() = %q, want %q", got, want)
 	}
-	db, err := driverconf.OpenDB(cfg)
+	db, err := driverconf.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,11 +72,12 @@ func withProvider(ctx context.Context, cfg driverconf.Config, opts []Option, fn 
 	if err != nil {
 		return err
 	}
-	db, err := driverconf.OpenDB(mcfg)
+	h0, err := driverconf.Open(mcfg)
 	if err != nil {
 		return fmt.Errorf("repo: migrate: %w", err)
 	}
-	defer db.Close()
+	defer h0.Close()
+	db := h0.DB.DB // goose takes a *sql.DB
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(o.schema)); err != nil {
 		return fmt.Errorf("repo: migrate: create schema %s: %w", o.schema, err)
 	}

@@ -62,7 +62,7 @@ func TestProfilesCreateSQL(t *testing.T) {
 	tenant := uuid.New()
 	want := sampleProfile(tenant)
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, "Ann@Example.com", "Ann", json.RawMessage(`{"plan": "pro"}`)).
+		WithArgs(tenant, "Ann@Example.com", "Ann", `{"plan": "pro"}`).
 		WillReturnRows(profileRows(want))
 	got, err := r.Create(context.Background(), tenant, NewProfile{
 		Email: "  Ann@Example.com ", DisplayName: " Ann ", Attributes: json.RawMessage(` {"plan": "pro"} `),
@@ -83,7 +83,7 @@ func TestProfilesCreateDefaultsAttributes(t *testing.T) {
 	want := sampleProfile(tenant)
 	want.Attributes = json.RawMessage(`{}`)
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, "bob@example.org", "", json.RawMessage(`{}`)).
+		WithArgs(tenant, "bob@example.org", "", `{}`).
 		WillReturnRows(profileRows(want))
 	if _, err := r.Create(context.Background(), tenant, NewProfile{Email: "bob@example.org"}); err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestProfilesCreateRendersSchema(t *testing.T) {
 	if !strings.Contains(stmt, `INSERT INTO "Tenant Data".profiles`) {
 		t.Fatalf("rendered statement does not name the quoted schema:\n%s", stmt)
 	}
-	mock.ExpectQuery(stmt).WithArgs(tenant, "a@example.com", "", json.RawMessage(`{}`)).
+	mock.ExpectQuery(stmt).WithArgs(tenant, "a@example.com", "", `{}`).
 		WillReturnRows(profileRows(sampleProfile(tenant)))
 	if _, err := r.Create(context.Background(), tenant, NewProfile{Email: "a@example.com"}); err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func TestProfilesCreateConflict(t *testing.T) {
 	r, mock := mockProfiles(t)
 	tenant := uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, "ann@example.com", "", json.RawMessage(`{}`)).
+		WithArgs(tenant, "ann@example.com", "", `{}`).
 		WillReturnError(&pgconn.PgError{Code: "23505", ConstraintName: "profiles_tenant_email_key", Message: "duplicate key"})
 	_, err := r.Create(context.Background(), tenant, NewProfile{Email: "ann@example.com"})
 	if !errors.Is(err, sqladapter.ErrConflict) {
@@ -171,7 +171,7 @@ func TestProfilesCreateAcceptsLimits(t *testing.T) {
 	name := strings.Repeat("é", 200)
 	email := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + ".example.com"
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, email, name, json.RawMessage(`{}`)).
+		WithArgs(tenant, email, name, `{}`).
 		WillReturnRows(profileRows(sampleProfile(tenant)))
 	if _, err := r.Create(context.Background(), tenant, NewProfile{Email: email, DisplayName: name}); err != nil {
 		t.Fatal(err)
@@ -218,8 +218,8 @@ func TestProfilesUpdateSQL(t *testing.T) {
 	}{
 		{"email", ProfileUpdate{Email: &email}, []driver.Value{"New@Example.com", nil, nil}},
 		{"display name", ProfileUpdate{DisplayName: &name}, []driver.Value{nil, "", nil}},
-		{"attributes reset", ProfileUpdate{Attributes: &attrs}, []driver.Value{nil, nil, json.RawMessage(`{}`)}},
-		{"all", ProfileUpdate{Email: &email, DisplayName: &name, Attributes: &attrs}, []driver.Value{"New@Example.com", "", json.RawMessage(`{}`)}},
+		{"attributes reset", ProfileUpdate{Attributes: &attrs}, []driver.Value{nil, nil, `{}`}},
+		{"all", ProfileUpdate{Email: &email, DisplayName: &name, Attributes: &attrs}, []driver.Value{"New@Example.com", "", `{}`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

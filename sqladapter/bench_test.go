@@ -3,7 +3,7 @@
 package sqladapter_test
 
 // Benchmarks of the connector wrapper's cost: the raw driver with the same
-// driver settings driverconf uses, against driverconf.OpenDB (whose
+// driver settings driverconf uses, against driverconf.Open (whose
 // connections go through sqladapter.NewConnector), in the same run.
 //
 //	eval "$(scripts/pgstack.sh env)"
@@ -95,14 +95,14 @@ func poolsafeDB(drv driverconf.Driver, mode driverconf.PoolMode) func(*testing.B
 		if mode == driverconf.Transaction {
 			dsn = u.Tx
 		}
-		db, err := driverconf.OpenDB(driverconf.Config{
+		db, err := driverconf.Open(driverconf.Config{
 			URL: dsn, Driver: drv, PoolMode: mode,
 			MaxOpenConns: benchConns, MaxIdleConns: benchConns,
 		})
 		if err != nil {
-			b.Fatalf("OpenDB: %v", err)
+			b.Fatalf("Open: %v", err)
 		}
-		return benchPing(b, db)
+		return benchPing(b, db.DB.DB)
 	}
 }
 
@@ -335,7 +335,7 @@ func BenchmarkWrapperNoDB(b *testing.B) {
 		db   *sql.DB
 	}{
 		{"raw", sql.OpenDB(fc)},
-		{"poolsafe", sql.OpenDB(sqladapter.NewConnector(fc, sqladapter.ConnectorOptions{Driver: sqladapter.DriverPQ}))},
+		{"poolsafe", sql.OpenDB(sqladapter.NewConnector(fc, sqladapter.ConnectorOptions{Driver: "pq"}))},
 	} {
 		b.Cleanup(func() { c.db.Close() })
 		b.Run("int8/"+c.name, func(b *testing.B) {

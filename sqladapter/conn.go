@@ -30,7 +30,7 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 }
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if isCopyFromStdin(query) {
 		return c.prepareCopy(ctx, query)
 	}
@@ -59,7 +59,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 // one. pgx has no such statement: its CopyFrom is reached through
 // sql.Conn.Raw and [Unwrap].
 func (c *conn) prepareCopy(ctx context.Context, query string) (driver.Stmt, error) {
-	if c.c.opts.Driver != DriverPQ {
+	if c.c.opts.Driver != driverPQ {
 		return nil, c.fail(ctx, "prepare", query, nil, time.Time{}, errCopyNeedsPQ)
 	}
 	pc, ok := c.base.(driver.ConnPrepareContext)
@@ -80,7 +80,7 @@ func (c *conn) Begin() (driver.Tx, error) {
 }
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if opts.Isolation == driver.IsolationLevel(sql.LevelDefault) {
 		opts.Isolation = driver.IsolationLevel(c.c.opts.Isolation)
 	}
@@ -95,7 +95,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		}
 	}
 	c.inTx = true
-	return &connTx{base: tx, c: c, ctx: ctx}, nil
+	return &connTx{base: tx, c: c}, nil
 }
 
 func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
@@ -110,7 +110,6 @@ func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	disarmAcquire(ctx)
 	tx, args, err := c.begin(ctx, "exec", query, args)
 	if err != nil {
 		return nil, err
@@ -131,7 +130,6 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	disarmAcquire(ctx)
 	tx, args, err := c.begin(ctx, "query", query, args)
 	if err != nil {
 		return nil, err
@@ -153,6 +151,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 // cannot do through this driver and sends []byte arguments the same way on
 // both drivers (see bytesArgs). tx is nil when no transaction was begun.
 func (c *conn) begin(ctx context.Context, op, query string, args []driver.NamedValue) (driver.Tx, []driver.NamedValue, error) {
+	acquired(ctx)
 	var tx driver.Tx
 	if c.ownTx(query) {
 		var err error
@@ -178,7 +177,7 @@ func rollback(tx driver.Tx) {
 // sends []byte arguments the same way on both drivers (see bytesArgs).
 func (c *conn) prepareArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
 	if isCopyFromStdin(query) {
-		if c.c.opts.Driver == DriverPQ {
+		if c.c.opts.Driver == driverPQ {
 			return nil, errCopyNeedsPrepare
 		}
 		return nil, errCopyNeedsPQ
@@ -243,7 +242,7 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 // the call has its connection (so its acquire timeout stops), and a
 // connection left inside a transaction is not reused.
 func (c *conn) ResetSession(ctx context.Context) error {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if st, ok := txStatus(c.c.opts.Driver, c.base); ok && st != txIdle {
 		return driver.ErrBadConn
 	}
@@ -321,11 +320,9 @@ func (c *conn) argsAttr(args []driver.NamedValue) slog.Attr {
 type connTx struct {
 	base driver.Tx
 	c    *conn
-	ctx  context.Context // BeginTx's, for the acquire timeout
 }
 
 func (t *connTx) Commit() error {
-	defer releaseAcquire(t.ctx)
 	t.c.inTx = false
 	if err := t.base.Commit(); err != nil {
 		return t.c.fail(context.Background(), "commit", "COMMIT", nil, time.Time{}, err)
@@ -334,7 +331,6 @@ func (t *connTx) Commit() error {
 }
 
 func (t *connTx) Rollback() error {
-	defer releaseAcquire(t.ctx)
 	t.c.inTx = false
 	if err := t.base.Rollback(); err != nil {
 		return t.c.fail(context.Background(), "rollback", "ROLLBACK", nil, time.Time{}, err)
@@ -346,7 +342,7 @@ func (t *connTx) Rollback() error {
 type pingerImpl struct{ c *conn }
 
 func (p pingerImpl) Ping(ctx context.Context) error {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if err := p.c.base.(driver.Pinger).Ping(ctx); err != nil {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err

@@ -463,9 +463,9 @@ func TestConnClientSidePrepare(t *testing.T) {
 
 	t.Run("Driver without describing support", func(t *testing.T) {
 		t.Parallel()
-		// DriverPGX needs a *stdlib.Conn and DriverPQ a statement PREPARE
+		// driverPGX needs a *stdlib.Conn and driverPQ a statement PREPARE
 		// accepts; otherwise nothing is sent at Prepare time.
-		for _, tc := range []struct{ driver, query string }{{DriverPGX, q}, {DriverPQ, "CREATE TABLE t (a int)"}} {
+		for _, tc := range []struct{ driver, query string }{{driverPGX, q}, {driverPQ, "CREATE TABLE t (a int)"}} {
 			l := new(callLog)
 			wc := connect(t, newFakeBase(l, false, false, false), ConnectorOptions{ClientSidePrepare: true, Driver: tc.driver})
 			st, err := wc.(driver.ConnPrepareContext).PrepareContext(ctx, tc.query)
@@ -555,7 +555,7 @@ func openLogged(t *testing.T, opts ConnectorOptions, setup func(*fakeConn)) (*DB
 	}
 	sdb := sql.OpenDB(NewConnector(fc, opts))
 	t.Cleanup(func() { sdb.Close() })
-	return Wrap(sdb, "pgx", WithMetrics(opts.Metrics)), l
+	return Wrap(sdb, WithMetrics(opts.Metrics)), l
 }
 
 const secretQuery = "SELECT n FROM profiles WHERE token = $1"

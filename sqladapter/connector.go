@@ -13,17 +13,17 @@ import (
 	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
-// Driver names accepted in [ConnectorOptions].Driver.
+// The values of ConnectorOptions.Driver (driverconf.PGX and driverconf.PQ).
 const (
-	DriverPGX = "pgx"
-	DriverPQ  = "pq"
+	driverPGX = "pgx"
+	driverPQ  = "pq"
 )
 
 // ConnectorOptions configure [NewConnector]. Everything a configuration
 // asks of a connection lives here, so every handle opened over the
 // connector — sql.OpenDB, sqlx, [Wrap] — behaves the same.
 type ConnectorOptions struct {
-	// Driver is the underlying driver, DriverPGX or DriverPQ. It selects
+	// Driver is the underlying driver, "pgx" or "pq". It selects
 	// how statements are described (for Prepare-time checks and []byte
 	// arguments) and how a connection's transaction state is read. Empty
 	// means unknown: no describing, values are still normalised. Defaults
@@ -104,7 +104,7 @@ type connector struct {
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
-	disarmAcquire(ctx) // a new connection is being made for this call
+	acquired(ctx) // a new connection is being made for this call
 	sctx, slot := pgdial.WithSlot(ctx)
 	dc, err := c.base.Connect(sctx)
 	if err != nil {

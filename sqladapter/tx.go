@@ -102,7 +102,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 			}
 			return err
 		}
-		db.opts.metrics.countRetry()
+		db.metrics.countRetry()
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return ClassifyContext(ctx, err)
 		}

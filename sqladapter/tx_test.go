@@ -22,36 +22,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
+	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
-
-// newMockDB returns a *sqladapter.DB over a fresh sqlmock whose SQL must
-// match exactly; expectations are checked when the test ends.
-// newMockDB returns a DB whose one connection is sqlmock's, wrapped by
-// NewConnector as driverconf would wrap a real driver's.
-func newMockDB(t *testing.T, opts ...sqladapter.Option) (*sqladapter.DB, sqlmock.Sqlmock) {
-	t.Helper()
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	dsn := "mock-" + hex.EncodeToString(rnd[:])
-	mockDB, mock, err := sqlmock.NewWithDSN(dsn, sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
-	if err != nil {
-		t.Fatalf("sqlmock.New: %v", err)
-	}
-	dc, err := mockDB.Driver().Open(dsn) // the same mock connection
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdb := sql.OpenDB(sqladapter.NewConnector(txOptsConnector{c: &txOptsConn{Conn: dc}, d: mockDB.Driver()}, sqladapter.ConnectorOptions{}))
-	sdb.SetMaxOpenConns(1)
-	t.Cleanup(func() {
-		if err := mock.ExpectationsWereMet(); err != nil {
-			t.Errorf("sqlmock expectations: %v", err)
-		}
-		sdb.Close()
-		mockDB.Close()
-	})
-	return sqladapter.Wrap(sdb, "sqlmock", opts...), mock
-}
 
 // waitExpectations polls ExpectationsWereMet: database/sql rolls back a
 // transaction whose context ended from its own goroutine.
@@ -93,7 +65,7 @@ func TestInTxRetriesRetryableErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db, mock := newMockDB(t)
+			db, mock := mocktest.New(t)
 			mock.ExpectBegin()
 			mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnError(tc.err)
 			mock.ExpectRollback()
@@ -131,7 +103,7 @@ func TestInTxGivesUpAfterAttemptLimit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db, mock := newMockDB(t, tc.dbOpts...)
+			db, mock := mocktest.New(t, tc.dbOpts...)
 			for range 3 {
 				mock.ExpectBegin()
 				mock.ExpectExec(updateJob).WithArgs("done", 7).
@@ -166,7 +138,7 @@ func TestInTxGivesUpAfterAttemptLimit(t *testing.T) {
 func TestInTxDoesNotRetryConflict(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectExec(updateJob).WithArgs("done", 7).
 		WillReturnError(&pq.Error{Severity: "ERROR", Code: "23505", Message: "duplicate key value violates unique constraint", Constraint: "jobs_pkey"})
@@ -204,7 +176,7 @@ func TestInTxCommitConnectionFailureNotRetried(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db, mock := newMockDB(t)
+			db, mock := mocktest.New(t)
 			mock.ExpectBegin()
 			mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
 			mock.ExpectCommit().WillReturnError(tc.err)
@@ -233,7 +205,7 @@ func TestInTxCommitConnectionFailureNotRetried(t *testing.T) {
 func TestInTxCommitSerializationFailureRetried(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectCommit().WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access due to read/write dependencies among transactions"})
 	mock.ExpectBegin()
@@ -258,7 +230,7 @@ func TestInTxCommitSerializationFailureRetried(t *testing.T) {
 func TestInTxAppliesSettingsFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 
 	// Per-call settings: one statement right after BEGIN.
 	mock.ExpectBegin()
@@ -277,7 +249,7 @@ func TestInTxAppliesSettingsFirst(t *testing.T) {
 func TestInTxNoSettingsNoSetConfig(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectCommit()
@@ -289,7 +261,7 @@ func TestInTxNoSettingsNoSetConfig(t *testing.T) {
 func TestInTxSettingsFailureRollsBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectExec("SELECT set_config($1, $2, true)").WithArgs("lock_timeout", "bogus").
 		WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "22023", Message: `invalid value for parameter "lock_timeout": "bogus"`})
@@ -312,7 +284,7 @@ func TestInTxErrorKeepsContext(t *testing.T) {
 	ctx := context.Background()
 	t.Run("settings", func(t *testing.T) {
 		t.Parallel()
-		db, mock := newMockDB(t)
+		db, mock := mocktest.New(t)
 		mock.ExpectBegin()
 		mock.ExpectExec("SELECT set_config($1, $2, true)").WithArgs("lock_timeout", "bogus").
 			WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "22023", Message: `invalid value for parameter "lock_timeout": "bogus"`})
@@ -324,7 +296,7 @@ func TestInTxErrorKeepsContext(t *testing.T) {
 	})
 	t.Run("begin", func(t *testing.T) {
 		t.Parallel()
-		db, mock := newMockDB(t)
+		db, mock := mocktest.New(t)
 		mock.ExpectBegin().WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "0A000", Message: "not supported"})
 		err := db.InTx(ctx, func(*sqladapter.Tx) error { return nil })
 		if err == nil || !strings.Contains(err.Error(), "begin") {
@@ -336,7 +308,7 @@ func TestInTxErrorKeepsContext(t *testing.T) {
 func TestInTxRollsBackOnPanic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectRollback()
 
@@ -353,7 +325,7 @@ func TestInTxRollsBackOnPanic(t *testing.T) {
 func TestInTxRollsBackOnError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectRollback()
@@ -382,7 +354,7 @@ func TestInTxContextCanceled(t *testing.T) {
 	t.Parallel()
 	t.Run("before", func(t *testing.T) {
 		t.Parallel()
-		db, _ := newMockDB(t) // no expectation: nothing reaches the driver
+		db, _ := mocktest.New(t) // no expectation: nothing reaches the driver
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		called := false
@@ -396,7 +368,7 @@ func TestInTxContextCanceled(t *testing.T) {
 	})
 	t.Run("while running", func(t *testing.T) {
 		t.Parallel()
-		db, mock := newMockDB(t)
+		db, mock := mocktest.New(t)
 		mock.ExpectBegin()
 		mock.ExpectRollback()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -418,7 +390,7 @@ func TestInTxContextCanceled(t *testing.T) {
 	})
 	t.Run("retryable error after cancel", func(t *testing.T) {
 		t.Parallel()
-		db, mock := newMockDB(t)
+		db, mock := mocktest.New(t)
 		mock.ExpectBegin()
 		mock.ExpectRollback()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -502,7 +474,7 @@ func TestInTxIsolationAndReadOnly(t *testing.T) {
 	ctx := context.Background()
 	noop := func(*sqladapter.Tx) error { return nil }
 
-	db := sqladapter.Wrap(sdb, "sqlmock")
+	db := sqladapter.Wrap(sdb)
 	if err := db.InTx(ctx, noop); err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +484,7 @@ func TestInTxIsolationAndReadOnly(t *testing.T) {
 	// The connector's isolation level applies to every transaction begun
 	// with the default level, however the handle was opened.
 	rr := sqladapter.Wrap(sql.OpenDB(sqladapter.NewConnector(txOptsConnector{c: rec, d: mockDB.Driver()},
-		sqladapter.ConnectorOptions{Isolation: sql.LevelRepeatableRead})), "sqlmock")
+		sqladapter.ConnectorOptions{Isolation: sql.LevelRepeatableRead})))
 	if err := rr.InTx(ctx, noop); err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +521,7 @@ func queuedJobs(ctx context.Context, q sqladapter.Querier) (int, error) {
 func TestQuerierHandles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	expectCount := func(n int) {
 		mock.ExpectQuery(countQueued).WithArgs("queued").WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n))
 	}
@@ -632,7 +604,7 @@ func TestInTxCallerErrorsRunOnceUnchanged(t *testing.T) {
 		t.Run(fmt.Sprintf("%T %v", want, want), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db, mock := newMockDB(t)
+			db, mock := mocktest.New(t)
 			mock.ExpectBegin()
 			mock.ExpectRollback()
 			calls := 0

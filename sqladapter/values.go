@@ -182,7 +182,6 @@ func (r *rows) initKinds() {
 func (r *rows) Columns() []string { return r.base.Columns() }
 
 func (r *rows) Close() error {
-	defer releaseAcquire(r.ctx)
 	err := r.base.Close()
 	if r.tx != nil {
 		tx := r.tx

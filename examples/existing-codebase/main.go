@@ -148,7 +148,7 @@ func run(ctx context.Context, dsn, ddlDSN string) error {
 	// Pool sizing stays on the *sql.DB, as before: database/sql gives a
 	// driver no way to size the pool, so sql.Open cannot take it from the
 	// URL (connection_limit=, pool_max_conns= are removed and ignored).
-	// driverconf.OpenDB(cfg) applies Config.MaxOpenConns & co. for you.
+	// driverconf.Open(cfg) applies Config.MaxOpenConns & co. for you.
 	db.SetMaxOpenConns(workers)
 	db.SetMaxIdleConns(workers)
 	db.SetConnMaxLifetime(30 * time.Minute)

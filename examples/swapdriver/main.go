@@ -230,18 +230,14 @@ func show(v any) string {
 }
 
 // openDDL opens the URL for creating and dropping the schema: DIRECT_URL
-// when set, with the same driver, else DATABASE_URL.
-func openDDL(cfg driverconf.Config) (*sql.DB, error) {
-	if cfg.DirectURL == "" {
-		return driverconf.OpenDB(cfg)
-	}
-	direct, err := driverconf.Parse(cfg.DirectURL)
+// when set (Config.Direct), else DATABASE_URL.
+func openDDL(cfg driverconf.Config) (*sqladapter.DB, error) {
+	direct, err := cfg.Direct()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", driverconf.EnvDirectURL, err)
+		return nil, err
 	}
-	direct.Driver = cfg.Driver
 	direct.MaxOpenConns = 1
-	return driverconf.OpenDB(direct)
+	return driverconf.Open(direct)
 }
 
 func randomHex(n int) string {

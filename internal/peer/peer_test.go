@@ -184,11 +184,11 @@ func TestPeerSuites(t *testing.T) {
 	}
 	// The URLs are set: an unreachable database fails, it never skips.
 	for _, db := range []string{urls.Tx, urls.Direct} {
-		check, err := driverconf.OpenDB(driverconf.Config{URL: db, MaxOpenConns: 1})
+		check, err := driverconf.Open(driverconf.Config{URL: db, MaxOpenConns: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		testdb.Ping(t, check)
+		testdb.Ping(t, check.DB.DB)
 		check.Close()
 	}
 	lock := lockPeerRuns(ctx, t, urls.Direct)
@@ -278,18 +278,18 @@ func runSuite(ctx context.Context, t *testing.T, s suite, tg target, dir, modPat
 		defer reconnectPool(ctx, t, tg.url)
 	}
 
-	loadDB, err := driverconf.OpenDB(driverconf.Config{URL: tg.url, MaxOpenConns: 4, MaxIdleConns: 4})
+	loadDB, err := driverconf.Open(driverconf.Config{URL: tg.url, MaxOpenConns: 4, MaxIdleConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer loadDB.Close()
-	load := peer.StartLoad(loadDB, 2, 2*time.Millisecond)
-	directDB, err := driverconf.OpenDB(driverconf.Config{URL: direct, MaxOpenConns: 1})
+	load := peer.StartLoad(loadDB.DB.DB, 2, 2*time.Millisecond)
+	directDB, err := driverconf.Open(driverconf.Config{URL: direct, MaxOpenConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer directDB.Close()
-	watchdog := peer.StartWatchdog(directDB, appName, 15*time.Second, 2*time.Second)
+	watchdog := peer.StartWatchdog(directDB.DB.DB, appName, 15*time.Second, 2*time.Second)
 
 	var skip []string
 	for _, name := range sortedNames(s.notRun) {
@@ -408,11 +408,11 @@ const appName = "poolsafe-peer"
 // release function.
 func lockPeerRuns(ctx context.Context, t *testing.T, direct string) func() {
 	t.Helper()
-	db, err := driverconf.OpenDB(driverconf.Config{URL: direct, MaxOpenConns: 1})
+	db, err := driverconf.Open(driverconf.Config{URL: direct, MaxOpenConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	testdb.Ping(t, db)
+	testdb.Ping(t, db.DB.DB)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +453,7 @@ func dropLeftoverTables(ctx context.Context, t *testing.T, direct, dir string) {
 	if len(tables) == 0 {
 		return
 	}
-	db, err := driverconf.OpenDB(driverconf.Config{URL: direct, MaxOpenConns: 1})
+	db, err := driverconf.Open(driverconf.Config{URL: direct, MaxOpenConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
