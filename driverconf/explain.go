@@ -25,6 +25,9 @@ func (c Config) Explain() string {
 	driverWhy := "default"
 	if c.Driver != "" {
 		driverWhy = "from the configuration"
+		if p, err := parseConn(c.URL); err == nil && p.fields["driver"] != "" {
+			driverWhy = "from the URL"
+		}
 	}
 	line("driver:     %s (%s; the other is %s)", cfg.Driver, driverWhy, otherDriver(cfg.Driver))
 	line("pool mode:  %s (%s)", cfg.PoolMode, c.modeReason())
