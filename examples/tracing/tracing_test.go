@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -40,6 +43,11 @@ func TestSpans(t *testing.T) {
 			sr := tracetest.NewSpanRecorder()
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
 			defer tp.Shutdown(context.Background())
+			// otelsql records its metrics with the global meter provider.
+			reader := sdkmetric.NewManualReader()
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+			defer mp.Shutdown(context.Background())
+			otel.SetMeterProvider(mp)
 			db, err := openTraced(driverconf.Config{URL: urls.Tx, Driver: d, PoolMode: driverconf.Transaction}, tp)
 			if err != nil {
 				t.Fatal(err)
@@ -128,6 +136,7 @@ func TestSpans(t *testing.T) {
 			spans := sr.Ended()
 			checkSpans(t, spans, d)
 			checkNoSecrets(t, spans, arg, password)
+			checkErrorMetric(t, reader, d)
 		})
 	}
 }
@@ -263,6 +272,34 @@ func checkSpans(t *testing.T, spans []sdktrace.ReadOnlySpan, d driverconf.Driver
 	}
 }
 
+// checkErrorMetric checks that otelsql's operation duration histogram
+// counts the unique violation by its class, with the handle's attributes.
+func checkErrorMetric(t *testing.T, reader sdkmetric.Reader, d driverconf.Driver) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if m.Name != "db.client.operation.duration" || !ok {
+				continue
+			}
+			for _, p := range h.DataPoints {
+				attrs := attrMap(p.Attributes.ToSlice())
+				if attrs["poolsafe.error_kind"] == "conflict" && attrs["poolsafe.driver"] == string(d) &&
+					attrs["db.operation.name"] == "sql.conn.exec" && p.Count == 1 {
+					return
+				}
+			}
+			t.Errorf("db.client.operation.duration: no point for the unique violation in %+v", h.DataPoints)
+			return
+		}
+	}
+	t.Error("no db.client.operation.duration metric")
+}
+
 // checkNoSecrets fails if any span's name, attributes, events, links,
 // status or resource contains one of secrets.
 func checkNoSecrets(t *testing.T, spans []sdktrace.ReadOnlySpan, secrets ...string) {
@@ -274,7 +311,7 @@ func checkNoSecrets(t *testing.T, spans []sdktrace.ReadOnlySpan, secrets ...stri
 		var texts []string
 		add := func(where string, kvs []attribute.KeyValue) {
 			for _, kv := range kvs {
-				texts = append(texts, where+" "+string(kv.Key)+"="+kv.Value.Emit())
+				texts = append(texts, where+" "+string(kv.Key)+"="+kv.Value.String())
 			}
 		}
 		texts = append(texts, "name "+s.Name(), "status "+s.Status().Description)
@@ -300,7 +337,7 @@ func checkNoSecrets(t *testing.T, spans []sdktrace.ReadOnlySpan, secrets ...stri
 func attrMap(kvs []attribute.KeyValue) map[string]string {
 	m := make(map[string]string, len(kvs))
 	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }
