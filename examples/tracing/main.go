@@ -17,13 +17,16 @@
 //
 // The program runs a query, a prepared statement three times and an InTx
 // transaction under one parent span, and prints the spans as JSON with the
-// stdout exporter. In a service, replace the exporter with an OTLP one
-// (go.opentelemetry.io/otel/exporters/otlp/otlptrace/…) and keep the rest.
+// stdout exporter. With -metrics it also prints otelsql's metrics once at
+// exit: sql.DBStats (db.sql.connection.*) and db.client.operation.duration.
+// In a service, replace the exporters with OTLP ones
+// (go.opentelemetry.io/otel/exporters/otlp/…) and keep the rest.
 //
 // Against the repository's local stack (make stack-up):
 //
 //	eval "$(bash scripts/pgstack.sh env)"
 //	DATABASE_URL="$POOLSAFE_TEST_TX_URL" DB_POOL_MODE=transaction go run ./examples/tracing
+//	DATABASE_URL=… DB_POOL_MODE=transaction DB_DRIVER=pq go run ./examples/tracing -metrics
 //	… | jq -c 'select(.Name | startswith("sql.")) | {Name, Attributes: [.Attributes[] | "\(.Key)=\(.Value.Value)"]}'
 package main
 
