@@ -84,6 +84,7 @@ examples: setup stack-up
 			DB_DRIVER=$$d $(GO) run ./examples/existing-codebase >/dev/null || exit 1; \
 			DB_DRIVER=$$d $(GO) run ./examples/metrics -once >/dev/null || exit 1; \
 			DB_DRIVER=$$d $(GO) run ./examples/worker -seed 50 -exit-when-idle >/dev/null || exit 1; \
+			DB_DRIVER=$$d $(GO) run ./examples/tracing -metrics >/dev/null || exit 1; \
 		done && \
 		diff <(DB_DRIVER=pgx $(GO) run ./examples/swapdriver) <(DB_DRIVER=pq $(GO) run ./examples/swapdriver) && \
 		echo "examples: all ran; swapdriver output identical on pgx and pq"

@@ -108,7 +108,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	sctx, slot := pgdial.WithSlot(ctx)
 	dc, err := c.base.Connect(sctx)
 	if err != nil {
-		return nil, ClassifyContext(ctx, err)
+		return nil, driverError(ctx, err) // nothing was sent: InTx may retry
 	}
 	if _, ok := dc.(driver.ExecerContext); !ok {
 		dc.Close()
@@ -124,7 +124,8 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 func (c *connector) Driver() driver.Driver { return c.base.Driver() }
 
 // Unwrap returns the driver's own connection under a connection made by
-// [NewConnector], for use inside sql.Conn.Raw — for example to reach
+// [NewConnector] — also beneath wrappers with a Raw method, such as
+// otelsql's — for use inside sql.Conn.Raw, for example to reach
 // pgx's *stdlib.Conn and its CopyFrom. Anything else is returned as is.
 //
 //	err := sqlConn.Raw(func(dc any) error {
@@ -133,6 +134,15 @@ func (c *connector) Driver() driver.Driver { return c.base.Driver() }
 //		return err
 //	})
 func Unwrap(driverConn any) any {
+	// Connection wrappers such as otelsql's expose the connection they
+	// wrap with Raw.
+	for range 8 {
+		r, ok := driverConn.(interface{ Raw() driver.Conn })
+		if !ok {
+			break
+		}
+		driverConn = r.Raw()
+	}
 	if u, ok := driverConn.(interface{ unwrapConn() driver.Conn }); ok {
 		return u.unwrapConn()
 	}
