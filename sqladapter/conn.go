@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/scrapersky/poolsafe/internal/pgdial"
@@ -280,7 +281,7 @@ func (c *conn) fail(ctx context.Context, op, query string, args []driver.NamedVa
 			slog.String("op", op),
 			slog.String("sql", query),
 			slog.String("error_kind", kind.String()),
-			slog.Any("error", err),
+			c.errorAttr(err),
 		}
 		if !start.IsZero() {
 			attrs = append(attrs, slog.Duration("duration", time.Since(start)))
@@ -303,6 +304,31 @@ func (c *conn) done(ctx context.Context, op, query string, args []driver.NamedVa
 		l.LogAttrs(ctx, slog.LevelInfo, "poolsafe: slow query",
 			slog.String("op", op), slog.String("sql", query), slog.Duration("duration", d), c.argsAttr(args))
 	}
+}
+
+// errorAttr is the logged error. Without LogArgs, a message that can quote
+// an argument's value is cut before the value: PostgreSQL's data
+// exceptions (class 22: invalid input syntax for type integer: "…") and
+// errors that did not come from the server (a driver's "unable to encode"
+// prints the Go value).
+func (c *conn) errorAttr(err error) slog.Attr {
+	if c.c.opts.LogArgs {
+		return slog.Any("error", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		return slog.String("error", "unknown (message withheld: may quote an argument; set LogArgs to log it)")
+	}
+	switch {
+	case e.SQLState == "" && (e.Kind == KindConnection || e.Kind == KindTimeout || e.Kind == KindCanceled):
+		return slog.Any("error", err) // about the connection or the context, not the arguments
+	case e.SQLState == "":
+		return slog.String("error", e.Kind.String()+" (message withheld: may quote an argument; set LogArgs to log it)")
+	case strings.HasPrefix(e.SQLState, "22"):
+		msg, _, _ := strings.Cut(e.Message, ": ")
+		return slog.String("error", msg+": … (SQLSTATE "+e.SQLState+"; value withheld, set LogArgs to log it)")
+	}
+	return slog.String("error", e.Message+" (SQLSTATE "+e.SQLState+")")
 }
 
 func (c *conn) argsAttr(args []driver.NamedValue) slog.Attr {

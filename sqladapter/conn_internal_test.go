@@ -614,6 +614,42 @@ func TestLogFailedQuery(t *testing.T) {
 	}
 }
 
+// Errors that quote an argument's value — PostgreSQL's data exceptions, a
+// driver's encode failure — are logged without it unless LogArgs is set.
+func TestLogFailedQueryWithholdsQuotedValues(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"22P02", &pgconn.PgError{Severity: "ERROR", Code: "22P02", Message: `invalid input syntax for type integer: "s3cret-arg"`},
+			"invalid input syntax for type integer: …"},
+		{"encode", fmt.Errorf("failed to encode args[0]: unable to encode struct { Token string }{Token:\"s3cret-arg\"}"),
+			"message withheld"},
+	} {
+		for _, logArgs := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/LogArgs=%t", tc.name, logArgs), func(t *testing.T) {
+				t.Parallel()
+				var buf syncBuffer
+				db, _ := openLogged(t, ConnectorOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), LogArgs: logArgs},
+					func(c *fakeConn) { c.execErrs = []error{tc.err} })
+				if _, err := db.ExecContext(ctx, "UPDATE t SET n = $1", 1); err == nil {
+					t.Fatal("Exec succeeded, want the error")
+				}
+				out := buf.String()
+				if got := strings.Contains(out, "s3cret-arg"); got != logArgs {
+					t.Errorf("quoted value in log = %t, want %t:\n%s", got, logArgs, out)
+				}
+				if !logArgs && !strings.Contains(out, tc.want) {
+					t.Errorf("log lacks %q:\n%s", tc.want, out)
+				}
+			})
+		}
+	}
+}
+
 func TestMetricsCountQueriesAndErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
