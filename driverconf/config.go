@@ -83,7 +83,7 @@ const (
 // PoolMode, "infer from the URL").
 type Config struct {
 	// Connection: where to connect, through what, and with which driver.
-
+	//
 	// URL is the connection string: postgres:// or postgresql:// URL, or a
 	// libpq key=value DSN. Required.
 	URL string
@@ -115,12 +115,12 @@ type Config struct {
 	SSLMode string
 
 	// ApplicationName is sent as application_name (PgBouncer tracks it, so
-	// it is safe in every pool mode). URL key: application_name.
-	// Defaults to "" (not sent).
+	// it is safe in every pool mode). URL keys: application_name, else
+	// fallback_application_name. Defaults to "" (not sent).
 	ApplicationName string
 
 	// Pool: how many connections database/sql keeps, and for how long.
-
+	//
 	// MaxOpenConns is the most connections open at once. URL keys:
 	// connection_limit (Prisma), pool_max_conns (pgxpool). Defaults to 10.
 	MaxOpenConns int
@@ -139,9 +139,10 @@ type Config struct {
 	// pool_max_conn_idle_time (pgxpool). Defaults to 5m.
 	ConnMaxIdleTime time.Duration
 
-	// Timeouts: zero means the default, never "no limit" where the server
-	// has a default of its own.
-
+	// Timeouts: zero means the default: 10s to connect, the caller's context
+	// to wait for a connection, the server's own for the server timeouts (an
+	// explicit 0 in the URL or environment is sent, and disables one).
+	//
 	// ConnectTimeout bounds dialing and authenticating one connection.
 	// URL key: connect_timeout (seconds). Defaults to 10s.
 	ConnectTimeout time.Duration
@@ -173,7 +174,7 @@ type Config struct {
 	// Session: server settings and the transactions poolsafe starts. In
 	// transaction mode settings are applied in every transaction, since no
 	// session outlives one.
-
+	//
 	// SearchPath is applied as search_path (at connection start in direct
 	// and session modes, per transaction in transaction mode). URL keys:
 	// search_path, schema (Prisma), currentSchema (JDBC). Defaults to ""
@@ -190,7 +191,7 @@ type Config struct {
 	Isolation sql.IsolationLevel
 
 	// Observability: what is logged. No URL key or environment variable.
-
+	//
 	// Logger receives failed queries (level Warn) and, with SlowQuery,
 	// slow ones (level Info), with the SQL, duration and error kind.
 	// Defaults to nil: no logging.

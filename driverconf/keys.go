@@ -35,7 +35,7 @@ type use uint8
 const (
 	passed  use = iota // a libpq connection parameter: passed to the driver as given
 	sent               // read into field, then sent to the driver as poolsafe writes it
-	pool               // read into field, which sizes the pool; sql.Open("poolsafe", url) refuses it
+	pool               // read into field, which Open applies to its pool; sql.Open("poolsafe", url) refuses it
 	setting            // read into field, a server setting: applied per pool mode (Config.TxSettings)
 	read               // read into field (or only checked) for poolsafe itself
 	hint               // removed; its value says the pool mode
@@ -80,9 +80,9 @@ var keys = slices.Concat([]key{
 	{name: "options", use: setting, value: optionList},
 
 	// pool-mode hints from other tools: true or 0 means transaction mode
-	{name: "pgbouncer", use: hint, value: flag},
-	{name: "no_prepare", use: hint, value: flag},
-	{name: "raw_sql", use: hint, value: flag},
+	{name: "pgbouncer", use: hint, value: boolean},
+	{name: "no_prepare", use: hint, value: boolean},
+	{name: "raw_sql", use: hint, value: boolean},
 	{name: "statement_cache_size", use: hint, value: count},
 	{name: "prepare_threshold", aliases: []string{"prepareThreshold"}, use: hint, value: count},
 },
@@ -158,7 +158,7 @@ type kind uint8
 const (
 	text         kind = iota
 	count             // a non-negative integer
-	flag              // true or false
+	boolean           // true or false
 	seconds           // a number of seconds (fractions allowed) or a Go duration
 	goDuration        // a Go duration
 	gucDuration       // milliseconds, a number with a PostgreSQL unit, or a Go duration
@@ -185,7 +185,7 @@ func (k kind) parse(v string, env bool) (any, error) {
 			return nil, fmt.Errorf("must be a non-negative integer, got %q", v)
 		}
 		return n, nil
-	case flag:
+	case boolean:
 		b, err := strconv.ParseBool(strings.ToLower(strings.TrimSpace(v)))
 		if err != nil {
 			return nil, fmt.Errorf("must be true or false, got %q", v)
@@ -258,6 +258,9 @@ func (c *Config) set(k *key, v any) {
 		m[k.name] = "0"
 	case d != 0 && ok && cur == "0":
 		delete(m, k.name)
+		if len(m) == 0 {
+			m = nil
+		}
 	default:
 		return
 	}
