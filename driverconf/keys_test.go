@@ -1,11 +1,14 @@
 package driverconf
 
 import (
+	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -19,10 +22,6 @@ var update = flag.Bool("update", false, "rewrite the README's configuration tabl
 // keys poolsafe reads are exactly those with a field or a check.
 func TestKeyTable(t *testing.T) {
 	t.Parallel()
-	samples := map[kind]string{
-		text: "x", count: "1", boolean: "true", seconds: "1", goDuration: "1s", gucDuration: "1",
-		driverName: "pq", poolModeName: "session", execMode: "exec", isolation: "serializable", utf8: "UTF8",
-	}
 	for _, k := range keys {
 		if k.field == "" {
 			if len(k.env) > 0 || k.oneName {
@@ -43,6 +42,60 @@ func TestKeyTable(t *testing.T) {
 		}
 		if (k.use == passed || k.use == removed) || (k.use == hint) != (k.field == "PoolMode") {
 			t.Errorf("%s: use %d does not fit a field", k.name, k.use)
+		}
+	}
+}
+
+// samples are valid values of each kind.
+var samples = map[kind]string{
+	text: "x", count: "0", boolean: "true", seconds: "1", goDuration: "1s", gucDuration: "1",
+	driverName: "pq", poolModeName: "session", execMode: "exec", isolation: "serializable", utf8: "UTF8",
+	optionList: "-c work_mem=1MB",
+}
+
+// What the README's table says happens to each key is what happens: a
+// connection parameter reaches the drivers that accept it and is an error
+// with the other, no other key reaches a driver as given, a pool key is an
+// error in sql.Open, a server setting is applied, a hint sets the mode.
+func TestKeysDoWhatTheTableSays(t *testing.T) {
+	t.Parallel()
+	for _, k := range keys {
+		for _, n := range k.names() {
+			v := map[string]string{"sslmode": "require"}[n]
+			if v == "" {
+				v = samples[k.value]
+			}
+			u := "postgres://u:p@h/db?" + n + "=" + url.QueryEscape(v)
+			for _, d := range []Driver{PGX, PQ} {
+				r, err := Config{URL: u, Driver: d}.resolve()
+				if k.use == passed {
+					if accepts := map[Driver]bool{PGX: k.drivers.pgx, PQ: k.drivers.pq}[d]; accepts != (err == nil) {
+						t.Errorf("%s with %s: accepted %t, error %v", n, d, accepts, err)
+					} else if accepts && !strings.Contains(r.dsn(), " "+n+"=") {
+						t.Errorf("%s with %s: not passed to the driver: %s", n, d, r.dsn())
+					}
+					continue
+				}
+				if err != nil {
+					t.Errorf("%s with %s: %v", n, d, err)
+					continue
+				}
+				if k.use != sent && strings.Contains(" "+r.dsn(), " "+n+"=") {
+					t.Errorf("%s with %s reaches the driver: %s", n, d, r.dsn())
+				}
+				switch settings := fmt.Sprint(r.cfg.TxSettings()); {
+				case k.use == setting && k.field != "" && !strings.Contains(settings, k.name):
+					t.Errorf("%s: %s is not applied: %s", n, k.name, settings)
+				case k.value == optionList && !strings.Contains(settings, "work_mem"):
+					t.Errorf("%s: work_mem is not applied: %s", n, settings)
+				case k.use == hint && r.cfg.PoolMode == Direct:
+					t.Errorf("%s=%s: pool mode stays direct", n, v)
+				}
+			}
+			var fe *FieldError
+			if _, err := sql.Open(DriverName, u); k.use != passed && (k.use == pool) != (errors.As(err, &fe) && fe.Field == n) {
+				t.Errorf("sql.Open with %s: error %v", n, err)
+			}
 		}
 	}
 }

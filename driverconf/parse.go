@@ -2,6 +2,7 @@ package driverconf
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"strconv"
 	"strings"
@@ -132,13 +133,23 @@ func (p *connString) classify(pairs []kv) error {
 	return nil
 }
 
-// poolKey returns the first key given that sizes the pool, "" if none.
+// given returns the names of k that the connection string gives a value
+// to be read, in k's order.
+func (p *connString) given(k *key) []string {
+	var names []string
+	for _, n := range k.names() {
+		if _, ok := p.values[n]; ok {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// poolKey returns a key given that Open applies to its pool, "" if none.
 func (p *connString) poolKey() string {
-	for _, k := range keys {
-		for _, n := range k.names() {
-			if _, ok := p.values[n]; ok && k.use == pool {
-				return n
-			}
+	for i := range keys {
+		if g := p.given(&keys[i]); keys[i].use == pool && len(g) > 0 {
+			return g[0]
 		}
 	}
 	return ""
@@ -450,12 +461,7 @@ func (p *connString) fill(c *Config) error {
 		if !k.readIntoConfig() || k.value == optionList {
 			continue
 		}
-		var given []string
-		for _, n := range k.names() {
-			if _, ok := p.values[n]; ok {
-				given = append(given, n)
-			}
-		}
+		given := p.given(k)
 		if len(given) == 0 {
 			continue
 		}
@@ -477,13 +483,8 @@ func (p *connString) fill(c *Config) error {
 		c.PoolMode = p.mode
 	}
 	if len(p.settings) > 0 {
-		merged := make(map[string]string, len(p.settings)+len(c.Settings))
-		for k, v := range p.settings {
-			merged[k] = v
-		}
-		for k, v := range c.Settings {
-			merged[k] = v
-		}
+		merged := maps.Clone(p.settings)
+		maps.Copy(merged, c.Settings) // explicit settings win
 		c.Settings = merged
 	}
 	return nil
