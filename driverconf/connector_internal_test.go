@@ -69,8 +69,10 @@ func TestDSNContainsOnlyConnectionParameters(t *testing.T) {
 		"host=h user=u pool_mode=session search_path=x options='-c work_mem=1MB'",
 	}
 	allowed := map[string]bool{"sslmode": true, "connect_timeout": true, "application_name": true}
-	for k := range connParams {
-		allowed[k] = true
+	for _, k := range keys {
+		if k.use == passed {
+			allowed[k.name] = true
+		}
 	}
 	for _, u := range urls {
 		for _, d := range []Driver{PGX, PQ} {

@@ -129,19 +129,13 @@ func (poolsafeDriver) Open(name string) (driver.Conn, error) {
 }
 
 func (poolsafeDriver) OpenConnector(name string) (driver.Connector, error) {
-	p, err := parseConn(name)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range []string{"connection_limit", "pool_max_conns", "pool_min_conns", "pool_max_conn_lifetime", "pool_max_conn_idle_time", "pool_timeout"} {
-		if _, ok := p.fields[k]; ok {
-			return nil, fieldErr(k, "sizes the pool, which sql.Open(%q, url) cannot reach; remove it and call "+
-				"db.SetMaxOpenConns & co. on the *sql.DB, or open with driverconf.Open, which applies it", DriverName)
-		}
-	}
 	cfg, err := Parse(name)
 	if err != nil {
 		return nil, err
+	}
+	if k := cfg.src.poolKey(); k != "" {
+		return nil, fieldErr(k, "sizes the pool, which sql.Open(%q, url) cannot reach; remove it and call "+
+			"db.SetMaxOpenConns & co. on the *sql.DB, or open with driverconf.Open, which applies it", DriverName)
 	}
 	return NewConnector(cfg)
 }

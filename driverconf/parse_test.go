@@ -161,6 +161,8 @@ func TestParseFields(t *testing.T) {
 		{"default_query_exec_mode exec", base + "?default_query_exec_mode=exec", driverconf.Config{PgxExecMode: driverconf.ExecModeExec}},
 		{"default_query_exec_mode simple_protocol", base + "?default_query_exec_mode=simple_protocol",
 			driverconf.Config{PgxExecMode: driverconf.ExecModeSimpleProtocol}},
+		{"default_query_exec_mode read like DB_PGX_EXEC_MODE", base + "?default_query_exec_mode=Simple_Protocol",
+			driverconf.Config{PgxExecMode: driverconf.ExecModeSimpleProtocol}},
 		{"default_query_exec_mode cache_statement direct", base + "?default_query_exec_mode=cache_statement",
 			driverconf.Config{PgxExecMode: driverconf.ExecModeCacheStatement}},
 

@@ -26,20 +26,17 @@ type resolved struct {
 	metrics *sqladapter.Metrics
 }
 
-// resolve parses c.URL, fills unset fields from it, applies defaults and
-// validates the result.
+// resolve reads c.URL (once: Parse's reading is reused), fills unset fields
+// from it, applies defaults and validates the result.
 func (c Config) resolve() (*resolved, error) {
-	p, err := parseConn(c.URL)
+	p, err := c.source()
 	if err != nil {
 		return nil, err
 	}
-	if c.PoolMode == "" {
-		c.PoolMode = p.mode
-	}
-	if err := c.applyFields(p); err != nil {
+	if err := p.fill(&c); err != nil {
 		return nil, err
 	}
-	c = c.WithDefaults()
+	c = c.withDefaults()
 	var errs []error
 	add := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
 
@@ -123,21 +120,16 @@ func (c Config) resolve() (*resolved, error) {
 		}
 	}
 	for _, e := range p.conn {
-		sup := connParams[e.k]
+		sup := keyNamed[e.k].drivers
 		if (c.Driver == PGX && !sup.pgx) || (c.Driver == PQ && !sup.pq) {
 			add(e.k, "is not supported by driver %q; remove it or switch driver", c.Driver)
 		}
 	}
 	if c.DirectURL != "" {
-		dp, err := parseConn(c.DirectURL)
+		dp, err := parseConnString(c.DirectURL)
 		switch {
 		case err != nil:
-			var fe *FieldError
-			if errors.As(err, &fe) {
-				add("DirectURL", "%s: %s", fe.Field, fe.Problem)
-			} else {
-				add("DirectURL", "cannot be read")
-			}
+			errs = append(errs, inDirectURL(err))
 		case dp.mode == Transaction:
 			add("DirectURL", "points at a transaction pooler; it must allow sessions (a direct or session-mode URL)")
 		}
