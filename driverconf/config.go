@@ -149,8 +149,10 @@ type Config struct {
 
 	// AcquireTimeout bounds how long a call on the handle from [Open] waits
 	// for a free connection when MaxOpenConns are all busy, separately from
-	// the call's own context (database/sql itself has no such setting, so
-	// handles from OpenDB, OpenX and sql.Open cannot enforce it). Zero means
+	// the call's own context (database/sql itself has no such setting: a
+	// *sql.DB from sql.Open cannot enforce it, and one you open over
+	// [NewConnector] enforces it through sqladapter.Wrap's
+	// WithAcquireTimeout). Zero means
 	// wait as long as the caller's context allows. URL key: pool_timeout
 	// (Prisma, seconds). Defaults to 0.
 	AcquireTimeout time.Duration

@@ -25,7 +25,7 @@ func (c Config) Explain() string {
 	driverWhy := "default"
 	if c.Driver != "" {
 		driverWhy = "from the configuration"
-		if p, err := parseConn(c.URL); err == nil && p.fields["driver"] != "" {
+		if p, err := c.source(); err == nil && p.values["driver"] != "" {
 			driverWhy = "from the URL"
 		}
 	}
@@ -93,7 +93,7 @@ func orWait(s string) string {
 
 // modeReason says where c's pool mode comes from.
 func (c Config) modeReason() string {
-	p, err := parseConn(c.URL)
+	p, err := c.source()
 	switch {
 	case err != nil:
 		return "unknown: the URL does not parse"
