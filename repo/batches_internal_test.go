@@ -153,11 +153,7 @@ func TestBatchesGetSQL(t *testing.T) {
 	if err != nil || !sameBatch(got, want) || got.Done() != 6 || got.Progress() != 0.75 {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := r.Batches.Get(ctx, tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Get missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Batches.Get(ctx, uuid.Nil, want.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Batches.Get, tenant, want.ID)
 }
 
 func TestBatchProgress(t *testing.T) {
@@ -245,11 +241,7 @@ func TestBatchesCancelSQL(t *testing.T) {
 	// Missing.
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).
 		WillReturnRows(sqlmock.NewRows(append(append([]string{}, batchCols...), "was_finished", "jobs_cancelled")))
-	if _, err := r.Batches.Cancel(ctx, tenant, completed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Cancel missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Batches.Cancel(ctx, uuid.Nil, completed.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Batches.Cancel, tenant, completed.ID)
 }
 
 func TestBatchesReconcileSQL(t *testing.T) {
@@ -283,11 +275,7 @@ func TestBatchesReconcileSQL(t *testing.T) {
 	mock.ExpectBegin()
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(sqlmock.NewRows([]string{"?column?"}))
 	mock.ExpectRollback()
-	if _, err := r.Batches.Reconcile(ctx, tenant, fixed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Reconcile missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Batches.Reconcile(ctx, uuid.Nil, fixed.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Batches.Reconcile, tenant, fixed.ID)
 }
 
 // TestBatchesReconcileQueriers: Reconcile begins its transaction on a

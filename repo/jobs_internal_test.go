@@ -452,12 +452,7 @@ func TestJobsCancelSQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, missing).
 		WillReturnRows(sqlmock.NewRows(transitionCols))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, missing).WillReturnRows(sqlmock.NewRows(jobCols))
-	if _, err := r.Jobs.Cancel(ctx, tenant, missing); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Cancel missing job: %v, want ErrNotFound", err)
-	}
-
-	_, err = r.Jobs.Cancel(ctx, uuid.Nil, missing)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Jobs.Cancel, tenant, missing)
 }
 
 func TestJobsRescueExpiredSQL(t *testing.T) {
@@ -497,11 +492,7 @@ func TestJobsGetSQL(t *testing.T) {
 		*got.LastError != "boom" || got.Progress != 0.25 || string(got.Result) != "null" {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := r.Jobs.Get(ctx, tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Get missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Jobs.Get(ctx, uuid.Nil, want.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Jobs.Get, tenant, want.ID)
 }
 
 func TestJobsListSQL(t *testing.T) {

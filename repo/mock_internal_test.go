@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"testing"
@@ -44,4 +45,17 @@ func expectInvalid(t *testing.T, err error, field string) {
 		t.Fatalf("err = %v, want a validation error for %q", err, field)
 	}
 	wantClass(t, err, sqladapter.ErrInvalidInput, sqladapter.KindInvalidInput)
+}
+
+// expectMissing checks that call reports ErrNotFound for a row the mock
+// says is not there (expected by the caller), and a validation error for
+// the nil tenant without sending anything.
+func expectMissing[T any](t *testing.T, call func(context.Context, uuid.UUID, uuid.UUID) (T, error), tenant, id uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := call(ctx, tenant, id); !errors.Is(err, sqladapter.ErrNotFound) {
+		t.Fatalf("missing row: %v, want ErrNotFound", err)
+	}
+	_, err := call(ctx, uuid.Nil, id)
+	expectInvalid(t, err, "tenant")
 }
