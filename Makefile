@@ -81,7 +81,7 @@ examples: setup stack-up
 		$(GO) run ./examples/demo -short && \
 		for d in pgx pq; do \
 			DB_DRIVER=$$d $(GO) run ./examples/quickstart >/dev/null || exit 1; \
-			DB_DRIVER=$$d $(GO) run ./examples/existing-codebase >/dev/null || exit 1; \
+			DATABASE_URL="$$DATABASE_URL&pool_mode=transaction&driver=$$d" $(GO) run ./examples/existing-codebase >/dev/null || exit 1; \
 			DB_DRIVER=$$d $(GO) run ./examples/metrics -once >/dev/null || exit 1; \
 			DB_DRIVER=$$d $(GO) run ./examples/worker -seed 50 -exit-when-idle >/dev/null || exit 1; \
 			DB_DRIVER=$$d $(GO) run ./examples/tracing -metrics >/dev/null || exit 1; \
