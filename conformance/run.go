@@ -57,6 +57,7 @@ var topics = []topic{
 	{"hostility", hostilityTests},
 	{"wire", wireTests},
 	{"repos", repoTests},
+	{"replicas", replicaTests},
 }
 
 // Run runs the whole suite against target as subtests named

@@ -93,6 +93,26 @@ type Config struct {
 	// session when URL is a transaction pooler. Defaults to "".
 	DirectURL string
 
+	// ReplicaURLs are streaming replicas of the same database, for the
+	// reads a caller sends there explicitly (sqladapter.DB.Reader, InTx
+	// with sqladapter.OnReplica). Each is read like URL, with its own pool
+	// mode when its URL says one (pool_mode=, pgbouncer=true, port 6543),
+	// else PoolMode's; every other field applies to them as to URL.
+	// Environment: DATABASE_REPLICA_URLS, comma-separated postgres:// URLs.
+	// Defaults to none.
+	ReplicaURLs []string
+
+	// ReplicaMaxLag is how far behind the primary a replica may be and
+	// still serve reads that tolerate stale data. Environment:
+	// DB_REPLICA_MAX_LAG. Defaults to 10s.
+	ReplicaMaxLag time.Duration
+
+	// ReplicaWait bounds how long a read that must see the caller's own
+	// writes (sqladapter.ReadYourWrites) waits for a replica to replay
+	// them before it reads the primary. Environment: DB_REPLICA_WAIT.
+	// Defaults to 200ms.
+	ReplicaWait time.Duration
+
 	// Driver is the database/sql driver to use. URL key: driver.
 	// Defaults to [PGX].
 	Driver Driver
@@ -343,6 +363,9 @@ func (c Config) String() string {
 	if c.DirectURL != "" {
 		fmt.Fprintf(&b, ", DirectURL: %q", RedactURL(c.DirectURL))
 	}
+	if len(c.ReplicaURLs) > 0 {
+		fmt.Fprintf(&b, ", ReplicaURLs: %q", redactAll(c.ReplicaURLs))
+	}
 	fmt.Fprintf(&b, ", Driver: %q, PoolMode: %q", c.Driver, c.PoolMode)
 	if c.PgxExecMode != "" && c.Driver != PQ {
 		fmt.Fprintf(&b, ", PgxExecMode: %q", c.PgxExecMode)
@@ -392,8 +415,20 @@ func (c Config) LogValue() slog.Value {
 	if c.DirectURL != "" {
 		attrs = append(attrs, slog.String("direct_url", RedactURL(c.DirectURL)))
 	}
+	if len(c.ReplicaURLs) > 0 {
+		attrs = append(attrs, slog.Any("replica_urls", redactAll(c.ReplicaURLs)))
+	}
 	if c.PgxExecMode != "" && c.Driver != PQ {
 		attrs = append(attrs, slog.String("pgx_exec_mode", string(c.PgxExecMode)))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// redactAll is RedactURL over a list.
+func redactAll(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = RedactURL(u)
+	}
+	return out
 }

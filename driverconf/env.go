@@ -3,6 +3,7 @@ package driverconf
 import (
 	"os"
 	"strings"
+	"time"
 )
 
 // Environment variables read by [FromEnv].
@@ -28,6 +29,9 @@ const (
 	EnvApplicationName          = "DB_APPLICATION_NAME"
 	EnvSSLMode                  = "DB_SSLMODE"
 	EnvIsolation                = "DB_ISOLATION"
+	EnvReplicaURLs              = "DATABASE_REPLICA_URLS" // comma-separated postgres:// URLs
+	EnvReplicaMaxLag            = "DB_REPLICA_MAX_LAG"
+	EnvReplicaWait              = "DB_REPLICA_WAIT"
 )
 
 // FromEnv builds a Config from the process environment: DATABASE_URL
@@ -54,6 +58,20 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 	}
 	if v, ok := get(EnvDirectURL); ok {
 		cfg.DirectURL = v
+	}
+	if v, ok := get(EnvReplicaURLs); ok {
+		if cfg.ReplicaURLs, err = splitURLList(v); err != nil {
+			return Config{}, err
+		}
+	}
+	for name, field := range map[string]*time.Duration{EnvReplicaMaxLag: &cfg.ReplicaMaxLag, EnvReplicaWait: &cfg.ReplicaWait} {
+		if s, ok := get(name); ok {
+			v, err := goDuration.parse(s, true)
+			if err != nil {
+				return Config{}, fieldErr(name, "%v", err)
+			}
+			*field = v.(time.Duration)
+		}
 	}
 	for i := range keys {
 		k := &keys[i]
@@ -91,4 +109,23 @@ func envValue(get func(string) (string, bool), k *key) (any, bool, error) {
 		val, from = v, name
 	}
 	return val, from != "", nil
+}
+
+// splitURLList splits a comma-separated list of postgres:// URLs. A comma
+// inside a URL (a multi-host URL: postgres://h1,h2/db) stays in it: only a
+// comma followed by a scheme starts the next URL.
+func splitURLList(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		switch {
+		case strings.HasPrefix(part, "postgres://") || strings.HasPrefix(part, "postgresql://"):
+			out = append(out, part)
+		case len(out) == 0:
+			return nil, fieldErr(EnvReplicaURLs, "must be postgres:// URLs separated by commas")
+		default:
+			out[len(out)-1] += "," + part
+		}
+	}
+	return out, nil
 }

@@ -38,6 +38,11 @@ func (c Config) Explain() string {
 		}
 	}
 	line("connection: %s", RedactURL(r.dsn()))
+	if reps, err := cfg.replicas(); err == nil {
+		for _, rc := range reps {
+			line("replica:    %s (%s mode; reads sent there with Reader or OnReplica)", RedactURL(rc.URL), rc.PoolMode)
+		}
+	}
 	switch cfg.Driver {
 	case PGX:
 		mode := "exec: one round trip per query, no named statement"

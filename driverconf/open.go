@@ -87,13 +87,48 @@ func Open(cfg Config) (*sqladapter.DB, error) {
 		return nil, err
 	}
 	r.metrics = new(sqladapter.Metrics)
+	replicas, err := openReplicas(r)
+	if err != nil {
+		return nil, err
+	}
 	db, err := openDB(r)
 	if err != nil {
+		for _, rep := range replicas {
+			rep.DB.Close()
+		}
 		return nil, err
 	}
 	return sqladapter.Wrap(db,
 		sqladapter.WithMetrics(r.metrics),
-		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout)), nil
+		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout),
+		sqladapter.WithReplicas(sqladapter.ReplicaOptions{MaxLag: r.cfg.ReplicaMaxLag, Wait: r.cfg.ReplicaWait}, replicas...)), nil
+}
+
+// openReplicas opens a handle per replica, each with the pool mode of its
+// own URL (see Config.ReplicaURLs) and the primary's pool settings.
+func openReplicas(r *resolved) ([]sqladapter.Replica, error) {
+	cfgs, err := r.cfg.replicas()
+	if err != nil {
+		return nil, err
+	}
+	var out []sqladapter.Replica
+	for _, c := range cfgs {
+		rr, err := c.resolve()
+		if err == nil {
+			rr.metrics = r.metrics
+			var db *sql.DB
+			if db, err = openDB(rr); err == nil {
+				out = append(out, sqladapter.Replica{Name: RedactURL(c.URL),
+					DB: sqladapter.Wrap(db, sqladapter.WithMetrics(r.metrics), sqladapter.WithAcquireTimeout(c.AcquireTimeout))})
+				continue
+			}
+		}
+		for _, rep := range out {
+			rep.DB.Close()
+		}
+		return nil, fmt.Errorf("replica %s: %w", RedactURL(c.URL), err)
+	}
+	return out, nil
 }
 
 func openDB(r *resolved) (*sql.DB, error) {

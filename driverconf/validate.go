@@ -134,10 +134,42 @@ func (c Config) resolve() (*resolved, error) {
 			add("DirectURL", "points at a transaction pooler; it must allow sessions (a direct or session-mode URL)")
 		}
 	}
+	if c.ReplicaMaxLag < 0 || c.ReplicaWait < 0 {
+		add("ReplicaMaxLag/ReplicaWait", "must not be negative, got %s and %s", c.ReplicaMaxLag, c.ReplicaWait)
+	}
+	if _, err := c.replicas(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &resolved{cfg: c, conn: p.conn}, nil
+}
+
+// replicas returns the configuration of each of c's replicas: c with URL
+// replaced by the replica's, in the pool mode that URL says, else c's.
+func (c Config) replicas() ([]Config, error) {
+	var out []Config
+	for i, u := range c.ReplicaURLs {
+		p, err := parseConnString(u)
+		if err != nil {
+			field := fmt.Sprintf("ReplicaURLs[%d]", i)
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return nil, fieldErr(field, "%s", fe.Problem)
+			}
+			return nil, fieldErr(field, "cannot be read")
+		}
+		r := c
+		r.URL, r.src, r.DirectURL, r.ReplicaURLs = u, p, "", nil
+		if p.mode != "" {
+			r.PoolMode = p.mode
+		} else {
+			r.PoolMode = c.WithDefaults().PoolMode
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // startupSettings are the server settings sent with the connection (direct

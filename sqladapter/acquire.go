@@ -33,6 +33,9 @@ type acquireCtx struct {
 }
 
 func (db *DB) acquire(ctx context.Context) context.Context {
+	if db.replicas != nil {
+		markPrimaryUse(ctx) // see ReadYourWrites
+	}
 	if db.acquireTimeout <= 0 {
 		return ctx
 	}

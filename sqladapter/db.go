@@ -37,11 +37,13 @@ type DB struct {
 	*sqlx.DB
 	metrics        *Metrics
 	acquireTimeout time.Duration
+	replicas       *replicaSet // nil without replicas
 }
 
 type dbOptions struct {
 	metrics        *Metrics
 	acquireTimeout time.Duration
+	replicas       *replicaSet
 }
 
 // Option configures [Wrap].
@@ -82,10 +84,31 @@ func Wrap(db *sql.DB, opts ...Option) *DB {
 	if o.metrics == nil {
 		o.metrics = new(Metrics)
 	}
-	return &DB{DB: sqlx.NewDb(db, bindName), metrics: o.metrics, acquireTimeout: o.acquireTimeout}
+	h := &DB{DB: sqlx.NewDb(db, bindName), metrics: o.metrics, acquireTimeout: o.acquireTimeout, replicas: o.replicas}
+	if h.replicas != nil {
+		h.replicas.start(h)
+	}
+	return h
 }
 
-// Stats returns the pool's statistics and poolsafe's counters.
+// Stats returns the pool's statistics and poolsafe's counters, with the
+// replicas' states when there are replicas.
 func (db *DB) Stats() Stats {
-	return db.metrics.snapshot(db.DB.Stats())
+	st := db.metrics.snapshot(db.DB.Stats())
+	if db.replicas != nil {
+		st.Replicas = db.replicas.stats()
+		st.PrimaryReads = db.replicas.primaryReads.Load()
+	}
+	return st
+}
+
+// Close closes the database and its replicas' handles.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.replicas != nil {
+		if rerr := db.replicas.close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }

@@ -34,6 +34,7 @@ type TxOption func(*txConfig)
 type txConfig struct {
 	isolation   sql.IsolationLevel
 	readOnly    bool
+	onReplica   bool
 	settings    []Setting
 	maxAttempts int
 }
@@ -82,12 +83,27 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 	if cfg.maxAttempts < 1 {
 		cfg.maxAttempts = 1
 	}
+	failovers := 0 // replicas that failed this transaction
 	for attempt := 1; ; attempt++ {
-		err := db.runTx(ctx, &cfg, fn)
+		target, replica := db, -1
+		if cfg.onReplica {
+			target, replica = db.reader(ctx)
+		}
+		err := target.runTx(ctx, &cfg, fn)
 		if err == nil {
 			return nil
 		}
 		retry := retryable(err)
+		if replica >= 0 && isDatabaseError(err) && KindOf(err) == KindConnection && ctx.Err() == nil &&
+			failovers < len(db.replicas.list) {
+			// The replica went away: it leaves the rotation, and the
+			// read-only transaction runs again at once on the next pick,
+			// without using up an attempt.
+			db.replicas.markDown(replica, err)
+			failovers++
+			attempt--
+			continue
+		}
 		var ce *commitError
 		if errors.As(err, &ce) {
 			err = ce.err
