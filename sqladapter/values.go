@@ -133,14 +133,44 @@ func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedV
 
 // Column kinds that need normalising on the way out.
 const (
-	colOther  = iota
-	colBinary // bytea, json, jsonb: []byte on both drivers
-	colTimeOfDay
+	colOther     = iota
+	colBinary    // bytea, json, jsonb, xml: []byte on both drivers
+	colTimeOfDay // time: "15:04:05.999999"
+	colTimeTZ    // timetz: "15:04:05.999999-07", as PostgreSQL writes it
 	colFloat4
 )
 
+// formatTimeOfDay writes lib/pq's time of day (a time.Time on 1 January of
+// year 0, in its own zone) the way PostgreSQL and pgx write it:
+// "15:04:05.999999", and "24:00:00" — which lib/pq reads as midnight on
+// 2 January — rather than "00:00:00".
+func formatTimeOfDay(v time.Time) string {
+	if v.Day() == 2 && v.Hour() == 0 && v.Minute() == 0 && v.Second() == 0 && v.Nanosecond() == 0 {
+		return "24:00:00"
+	}
+	return v.Format("15:04:05.999999")
+}
+
+// formatOffset writes v's zone offset as PostgreSQL does for timetz: "+04",
+// "-04:30", "+04:01:02".
+func formatOffset(v time.Time) string {
+	_, off := v.Zone()
+	sign := byte('+')
+	if off < 0 {
+		sign, off = '-', -off
+	}
+	b := fmt.Appendf([]byte{sign}, "%02d", off/3600)
+	if off%3600 != 0 {
+		b = fmt.Appendf(b, ":%02d", off%3600/60)
+		if off%60 != 0 {
+			b = fmt.Appendf(b, ":%02d", off%60)
+		}
+	}
+	return string(b)
+}
+
 // rows normalises values on the way out: every time.Time in UTC, time of
-// day as "15:04:05.999999", float4 as the shortest decimal that reads back
+// day as "15:04:05.999999" (time) or with its offset (timetz), float4 as the shortest decimal that reads back
 // as the same float4, and every text-like value a string. When the
 // statement ran in a transaction of its own (see ConnectorOptions.Settings),
 // Close ends that transaction.
@@ -169,10 +199,12 @@ func (r *rows) initKinds() {
 			continue
 		}
 		switch tn.ColumnTypeDatabaseTypeName(i) {
-		case "BYTEA", "JSON", "JSONB":
+		case "BYTEA", "JSON", "JSONB", "XML":
 			r.kinds[i] = colBinary
 		case "TIME":
 			r.kinds[i] = colTimeOfDay
+		case "TIMETZ", "1266": // pgx names the types it has no codec for by OID
+			r.kinds[i] = colTimeTZ
 		case "FLOAT4":
 			r.kinds[i] = colFloat4
 		}
@@ -215,9 +247,12 @@ func (r *rows) Next(dest []driver.Value) error {
 		}
 		switch v := v.(type) {
 		case time.Time:
-			if r.kinds[i] == colTimeOfDay {
-				dest[i] = v.Format("15:04:05.999999")
-			} else {
+			switch r.kinds[i] {
+			case colTimeOfDay:
+				dest[i] = formatTimeOfDay(v)
+			case colTimeTZ:
+				dest[i] = formatTimeOfDay(v) + formatOffset(v)
+			default:
 				dest[i] = v.UTC()
 			}
 		case []byte:
@@ -248,7 +283,11 @@ func (r *rows) NextResultSet() error {
 		return io.EOF
 	}
 	if err := n.NextResultSet(); err != nil {
-		return err
+		if err == io.EOF {
+			return err
+		}
+		r.failed = true
+		return driverError(r.ctx, err)
 	}
 	r.kinds = nil // the next result set has columns of its own
 	return nil
@@ -277,7 +316,7 @@ func (r *rows) ColumnTypeScanType(i int) reflect.Type {
 		r.initKinds()
 	}
 	switch {
-	case r.kinds[i] == colTimeOfDay:
+	case r.kinds[i] == colTimeOfDay, r.kinds[i] == colTimeTZ:
 		return typeString
 	case r.kinds[i] != colBinary && st == typeBytes:
 		return typeString
