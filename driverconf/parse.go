@@ -24,6 +24,7 @@ var connParams = map[string]driverSupport{
 	"hostaddr":                 {pq: true},
 	"port":                     both,
 	"dbname":                   both,
+	"database":                 both, // both drivers' alias of dbname
 	"user":                     both,
 	"password":                 both,
 	"passfile":                 both,
@@ -602,7 +603,9 @@ func (c *Config) applyFields(p *parsed) error {
 		return fieldErr("client_encoding", "must be UTF8 (both drivers require it), got %q", v)
 	}
 	setStr(&c.ApplicationName, "application_name")
-	setStr(&c.ApplicationName, "fallback_application_name")
+	if _, given := f["application_name"]; !given { // libpq: the fallback only when no application_name, even ''
+		setStr(&c.ApplicationName, "fallback_application_name")
+	}
 	setStr(&c.SSLMode, "sslmode")
 	setStr(&c.SearchPath, "search_path")
 	setStr(&c.SearchPath, "schema")

@@ -24,6 +24,11 @@ type resolved struct {
 	cfg     Config
 	conn    []kv
 	metrics *sqladapter.Metrics
+	// emptyAppName: the URL gives application_name='' and nothing else
+	// names one, so '' is sent as the drivers would send it — behind a
+	// pooler that tracks application_name, sending none would leave the
+	// server connection with the name of the client before.
+	emptyAppName bool
 }
 
 // resolve parses c.URL, fills unset fields from it, applies defaults and
@@ -145,7 +150,8 @@ func (c Config) resolve() (*resolved, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &resolved{cfg: c, conn: p.conn}, nil
+	_, appNameKey := p.fields["application_name"]
+	return &resolved{cfg: c, conn: p.conn, emptyAppName: appNameKey && c.ApplicationName == ""}, nil
 }
 
 // startupSettings are the server settings sent with the connection (direct
@@ -166,7 +172,7 @@ func (r *resolved) dsn() string {
 		secs := int((r.cfg.ConnectTimeout + time.Second - 1) / time.Second)
 		pairs = append(pairs, kv{"connect_timeout", fmt.Sprint(secs)})
 	}
-	if r.cfg.ApplicationName != "" {
+	if r.cfg.ApplicationName != "" || r.emptyAppName {
 		pairs = append(pairs, kv{"application_name", r.cfg.ApplicationName})
 	}
 	return joinDSN(pairs)
