@@ -86,6 +86,9 @@ var valueCases = []valueCase{
 	{"inet", "inet", "10.0.0.1", "10.0.0.1", func() any { return new(string) }},
 	{"inet-cidr", "inet", "10.0.0.0/8", "10.0.0.0/8", func() any { return new(string) }},
 	{"pointer", "text", ptr("p"), "p", func() any { return new(*string) }},
+	{"pointer-to-pointer", "text", ptr(ptr("pp")), "pp", func() any { return new(string) }},
+	{"pointer-to-any-bytes", "bytea", ptr(any([]byte{1, '\\', 255})), []byte{1, '\\', 255}, func() any { return new([]byte) }},
+	{"pointer-to-any-text", "text", ptr(any("pa")), "pa", func() any { return new(string) }},
 	{"valuer-bytes-text", "text", jsonMap{"a": "b"}, `{"a":"b"}`, func() any { return new(string) }},
 	{"valuer-bytes-jsonb", "jsonb", jsonMap{"a": "b"}, []byte(`{"a": "b"}`), func() any { return new(json.RawMessage) }},
 	{"valuer-bytes-bytea", "bytea", rawBytes{0, '\\', 255}, []byte{0, '\\', 255}, func() any { return new([]byte) }},
@@ -113,6 +116,7 @@ func nullCases() []valueCase {
 		{"text", (*string)(nil), func() any { return new(sql.NullString) }},
 		{"varchar(20)", sql.NullString{}, func() any { return new(*string) }},
 		{"bytea", []byte(nil), func() any { return new([]byte) }},
+		{"bytea", ptr(any(nil)), func() any { return new([]byte) }},
 		{"text", []byte(nil), func() any { return new(sql.NullString) }},
 		{"jsonb", []byte(nil), func() any { return new([]byte) }},
 		{"json", jsonMap(nil), func() any { return new([]byte) }},
@@ -136,6 +140,9 @@ func nullCases() []valueCase {
 		}
 		if _, ok := c.arg.(jsonMap); ok {
 			name += "-from-nil-valuer"
+		}
+		if _, ok := c.arg.(*any); ok {
+			name += "-from-pointer-to-nil-any"
 		}
 		out = append(out, valueCase{name: name, col: c.col, arg: c.arg, want: nil, typed: c.typed})
 	}

@@ -70,6 +70,9 @@
 //	arg Valuer → []byte → text   stored as hex "\x…"   stored as the text         stored as the text
 //	arg Valuer → []byte → jsonb  error                 error                      stored as JSON text
 //	arg nil []byte → text, jsonb NULL                  NULL                       NULL
+//	arg *any, **T (a pointer to
+//	  an interface or pointer)   error ("cannot find   its value, NULL when nil   its value, NULL when nil
+//	                               encode plan")
 //	scan float4 1.2 into float64 1.2000000476837158    1.2                        1.2
 //	query without arguments,
 //	  several statements         refused (42601)       all run; one result set    all run (one simple Query);
@@ -79,7 +82,8 @@
 //	                                                                                snapshot isolation)
 //
 // A driver.Valuer is resolved before any of this, so what it returns is
-// treated like the same value passed directly.
+// treated like the same value passed directly; so is a pointer, as
+// database/sql does for lib/pq.
 //
 // Where one driver gives a string and the other a []byte for the same
 // text, poolsafe gives the string, as pgx does: *string, *[]byte,

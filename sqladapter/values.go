@@ -16,14 +16,28 @@ import (
 // differently (see the table in the package documentation). A
 // driver.Valuer is resolved here, as database/sql does for lib/pq, so that
 // what it returns — JSON in a []byte, a time, a NULL — is treated like the
-// same value passed directly.
+// same value passed directly. So is a pointer, as database/sql does for
+// lib/pq: its value is sent, or NULL for a nil pointer — pgx alone cannot
+// send a *any, or a pointer to a pointer, at all.
 func normaliseArg(nv *driver.NamedValue) error {
-	if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
-		val, err := callValuer(v)
-		if err != nil {
-			return fmt.Errorf("sqladapter: argument $%d: %T.Value: %w", nv.Ordinal, nv.Value, err)
+	for range maxDerefs {
+		if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
+			val, err := callValuer(v)
+			if err != nil {
+				return fmt.Errorf("sqladapter: argument $%d: %T.Value: %w", nv.Ordinal, nv.Value, err)
+			}
+			nv.Value = val
+			break
 		}
-		nv.Value = val
+		rv := reflect.ValueOf(nv.Value)
+		if rv.Kind() != reflect.Pointer || nativeArg(nv.Value) {
+			break
+		}
+		if rv.IsNil() {
+			nv.Value = nil
+			break
+		}
+		nv.Value = rv.Elem().Interface()
 	}
 	switch v := nv.Value.(type) {
 	case []byte:
@@ -62,15 +76,19 @@ func normaliseArg(nv *driver.NamedValue) error {
 	return nil
 }
 
-// nativeArg reports values both drivers take as they are: the Valuer is
-// left to the driver for them.
+// nativeArg reports values normalised below as they are: the Valuer, or
+// the pointer, is left to that.
 func nativeArg(v any) bool {
 	switch v.(type) {
-	case json.RawMessage, *json.RawMessage:
+	case json.RawMessage, *json.RawMessage, *time.Time, *time.Duration:
 		return true
 	}
 	return false
 }
+
+// maxDerefs bounds how many pointers an argument is unwrapped through (a
+// pointer type can point to itself: type P *P).
+const maxDerefs = 8
 
 // callValuer is database/sql's rule: a nil pointer whose Value method has
 // a value receiver is NULL rather than a panic.

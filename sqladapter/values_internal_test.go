@@ -49,6 +49,13 @@ func TestNormaliseArg(t *testing.T) {
 		{"[]byte", []byte("b"), []byte("b")},
 		{"bool", true, true},
 		{"named string type", myString("m"), myString("m")},
+		{"*any holding []byte", ptrTo(any([]byte{1})), []byte{1}},
+		{"*any holding nil", ptrTo(any(nil)), nil},
+		{"**[]byte", ptrTo(ptrTo([]byte{2})), []byte{2}},
+		{"*any holding *time.Time", ptrTo(any(&inZone)), inUTC},
+		{"*string", ptrTo("s"), "s"},
+		{"nil *string", (*string)(nil), nil},
+		{"*any holding a nil *int", ptrTo(any((*int)(nil))), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -69,6 +76,8 @@ func TestNormaliseArg(t *testing.T) {
 		})
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 // typedRows are driver rows that know their columns' database types and
 // scan types.
