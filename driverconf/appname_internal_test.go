@@ -6,8 +6,7 @@ import (
 )
 
 // An application_name given empty is sent empty (as the drivers send it),
-// not dropped: behind a pooler that tracks application_name, a client that
-// sends none sees the name the pooler last set for another client.
+// not dropped: a driver given none takes PGAPPNAME from the environment.
 func TestDSNEmptyApplicationName(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {

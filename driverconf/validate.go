@@ -25,9 +25,8 @@ type resolved struct {
 	conn    []kv
 	metrics *sqladapter.Metrics
 	// emptyAppName: the URL gives application_name='' and nothing else
-	// names one, so '' is sent as the drivers would send it — behind a
-	// pooler that tracks application_name, sending none would leave the
-	// server connection with the name of the client before.
+	// names one, so '' is sent as the drivers would send it; sending none
+	// would let the driver take PGAPPNAME from the environment instead.
 	emptyAppName bool
 }
 
