@@ -34,7 +34,11 @@ func Migrations() fs.FS {
 // Migrate applies every pending migration. Migrations need a session
 // (DDL, an advisory lock against concurrent runs, search_path), so they run
 // over cfg.DirectURL when cfg.URL is a transaction pooler, and over cfg.URL
-// otherwise. WithSchema migrates another schema, creating it if needed.
+// otherwise — with every field cfg sets explicitly: SSLMode, Driver,
+// ApplicationName, Settings and the timeouts, so a StatementTimeout meant
+// for the application's queries bounds each migration statement too (pass
+// a copy without it for long migrations). WithSchema migrates another
+// schema, creating it if needed.
 func Migrate(ctx context.Context, cfg driverconf.Config, opts ...Option) error {
 	return withProvider(ctx, cfg, opts, func(p *goose.Provider) error {
 		_, err := p.Up(ctx)
