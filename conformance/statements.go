@@ -165,6 +165,11 @@ func statementTests(t *testing.T, r *run) {
 			t.Errorf("rows.Err() = %v, want the division by zero as ErrInvalidInput", err)
 		}
 		rows.Close()
+		// QueryRow reads the first row and closes the rows: the later
+		// statement's error comes from Close, classified too.
+		if err := e.db.QueryRowContext(e.ctx, "SELECT 1; SELECT 1/0").Scan(&n); !errors.Is(err, sqladapter.ErrInvalidInput) {
+			t.Errorf("QueryRow(SELECT 1; SELECT 1/0).Scan = %v, want the division by zero as ErrInvalidInput", err)
+		}
 	})
 	r.test(t, "SnapshotIsolation", func(t *testing.T) {
 		e := r.newEnv(t)

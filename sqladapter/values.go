@@ -234,6 +234,11 @@ func (r *rows) Columns() []string { return r.base.Columns() }
 func (r *rows) Close() error {
 	defer releaseAcquire(r.ctx)
 	err := r.base.Close()
+	if err != nil {
+		// A later statement's error in a query of several reaches the
+		// caller here (sql.Row.Scan returns it): classified, as from Next.
+		err = driverError(r.ctx, err)
+	}
 	if r.tx != nil {
 		tx := r.tx
 		r.tx = nil
