@@ -87,7 +87,7 @@ var keys = slices.Concat([]key{
 	{name: "prepare_threshold", aliases: []string{"prepareThreshold"}, use: hint, value: count},
 },
 	// libpq connection parameters
-	passedTo(both, "host", "port", "dbname", "user", "password", "passfile", "sslcert", "sslkey",
+	passedTo(both, "host", "port", "dbname", "database", "user", "password", "passfile", "sslcert", "sslkey",
 		"sslrootcert", "sslsni", "sslnegotiation", "krbsrvname", "krbspn", "target_session_attrs",
 		"service", "min_protocol_version", "max_protocol_version"),
 	passedTo(pgxAlone, "sslpassword", "sslcertmode", "servicefile", "channel_binding", "require_auth"),

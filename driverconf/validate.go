@@ -24,6 +24,10 @@ type resolved struct {
 	cfg     Config
 	conn    []kv
 	metrics *sqladapter.Metrics
+	// emptyAppName: the URL gives application_name='' and nothing else
+	// names one, so '' is sent as the drivers would send it; sending none
+	// would let the driver take PGAPPNAME from the environment instead.
+	emptyAppName bool
 }
 
 // resolve reads c.URL (once: Parse's reading is reused), fills unset fields
@@ -143,7 +147,8 @@ func (c Config) resolve() (*resolved, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &resolved{cfg: c, conn: p.conn}, nil
+	_, appNameKey := p.values["application_name"]
+	return &resolved{cfg: c, conn: p.conn, emptyAppName: appNameKey && c.ApplicationName == ""}, nil
 }
 
 // replicas returns the configuration of each of c's replicas: c with URL
@@ -190,7 +195,7 @@ func (r *resolved) dsn() string {
 		secs := int((r.cfg.ConnectTimeout + time.Second - 1) / time.Second)
 		pairs = append(pairs, kv{"connect_timeout", fmt.Sprint(secs)})
 	}
-	if r.cfg.ApplicationName != "" {
+	if r.cfg.ApplicationName != "" || r.emptyAppName {
 		pairs = append(pairs, kv{"application_name", r.cfg.ApplicationName})
 	}
 	return joinDSN(pairs)

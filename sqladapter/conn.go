@@ -85,6 +85,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	if opts.Isolation == driver.IsolationLevel(sql.LevelDefault) {
 		opts.Isolation = driver.IsolationLevel(c.c.opts.Isolation)
 	}
+	opts.Isolation = postgresIsolation(opts.Isolation)
 	tx, err := c.beginBase(ctx, opts)
 	if err != nil {
 		return nil, c.fail(ctx, "begin", "BEGIN", nil, time.Time{}, err)
@@ -136,7 +137,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	start, sent := time.Now(), c.sent()
-	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, pgxSimpleWithoutArgs(c.c.opts.Driver, args))
+	rows, err := c.queryBase(ctx, query, args)
 	if err != nil {
 		rollback(tx)
 		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))

@@ -118,6 +118,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("sqladapter: driver connection %T does not implement driver.QueryerContext", dc)
 	}
+	pgxRegisterTypes(dc)
 	return wrapConn(&conn{base: dc, c: c, wire: slot.Conn}), nil
 }
 

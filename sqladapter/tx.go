@@ -3,6 +3,7 @@ package sqladapter
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -240,4 +241,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// postgresIsolation maps the isolation levels database/sql names onto
+// PostgreSQL's: sql.LevelSnapshot is REPEATABLE READ, which in PostgreSQL
+// is snapshot isolation. pgx maps it so; lib/pq refuses it ("isolation
+// level not supported: 5"), and the same call must begin the same
+// transaction on both drivers.
+func postgresIsolation(l driver.IsolationLevel) driver.IsolationLevel {
+	if l == driver.IsolationLevel(sql.LevelSnapshot) {
+		return driver.IsolationLevel(sql.LevelRepeatableRead)
+	}
+	return l
 }

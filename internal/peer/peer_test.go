@@ -147,8 +147,9 @@ const sslFixture = "needs upstream's CI fixture: a TLS-enabled server with roles
 // TestPeerSuites runs each upstream suite on both drivers behind the
 // transaction pooler, under a checked background load, and holds every
 // result against expected_failures.txt: a failure the list does not name
-// fails, and so does a category a entry whose tests all passed or any entry
-// that matched no test. It prints one line per suite and target:
+// fails, and so does a category a entry whose tests all passed (or a
+// category c entry, in transaction mode) or any entry that matched no test.
+// It prints one line per suite and target:
 //
 //	peer <suite> <driver>/<mode>: N passed, M failed, K expected
 //
@@ -218,6 +219,9 @@ func TestPeerSuites(t *testing.T) {
 				}
 			}
 		})
+	}
+	if want := len(only) * len(modes) * len(drivers); len(summary) != want {
+		t.Errorf("%d suite runs reported, want %d (suites %v × drivers %v × modes %v)", len(summary), want, only, drivers, modes)
 	}
 	out := strings.Join(summary, "\n") + "\n"
 	fmt.Print(out)
@@ -340,7 +344,7 @@ func runSuite(ctx context.Context, t *testing.T, s suite, tg target, dir, modPat
 		t.Errorf("expected_failures.txt line %d passed on %s/%s: remove it or narrow it: %s", e.Line, tg.driver, tg.mode, e)
 	}
 	for _, e := range rep.Lucky {
-		t.Logf("expected_failures.txt line %d (session state) passed this time on %s/%s: %s", e.Line, tg.driver, tg.mode, e)
+		t.Logf("expected_failures.txt line %d (%s) passed this time on %s/%s: %s", e.Line, categoryName[e.Category], tg.driver, tg.mode, e)
 	}
 	for _, e := range rep.NotRun {
 		t.Errorf("expected_failures.txt line %d matches no test that ran on %s/%s: %s", e.Line, tg.driver, tg.mode, e)
@@ -396,6 +400,11 @@ func reconnectPool(ctx context.Context, t *testing.T, poolURL string) {
 	if _, err := db.ExecContext(ctx, "RECONNECT "+pool); err != nil {
 		t.Errorf("PgBouncer admin console: RECONNECT %s: %v: the pool's server connections may keep the suites' session state", pool, err)
 	}
+}
+
+// categoryName names the categories of expected_failures.txt in log lines.
+var categoryName = map[peer.Category]string{
+	peer.DriverAPI: "driver-specific API", peer.SessionState: "session state", peer.Deliberate: "deliberate poolsafe behaviour",
 }
 
 // appName is the application_name of the suites' connections, by which
