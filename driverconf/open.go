@@ -115,11 +115,11 @@ func openReplicas(r *resolved) ([]sqladapter.Replica, error) {
 	for _, c := range cfgs {
 		rr, err := c.resolve()
 		if err == nil {
-			rr.metrics = r.metrics
+			rr.metrics = new(sqladapter.Metrics) // the primary's Stats count the primary's queries
 			var db *sql.DB
 			if db, err = openDB(rr); err == nil {
 				out = append(out, sqladapter.Replica{Name: RedactURL(c.URL),
-					DB: sqladapter.Wrap(db, sqladapter.WithMetrics(r.metrics), sqladapter.WithAcquireTimeout(c.AcquireTimeout))})
+					DB: sqladapter.Wrap(db, sqladapter.WithMetrics(rr.metrics), sqladapter.WithAcquireTimeout(c.AcquireTimeout))})
 				continue
 			}
 		}

@@ -86,7 +86,7 @@ func Wrap(db *sql.DB, opts ...Option) *DB {
 	}
 	h := &DB{DB: sqlx.NewDb(db, bindName), metrics: o.metrics, acquireTimeout: o.acquireTimeout, replicas: o.replicas}
 	if h.replicas != nil {
-		h.replicas.start(h)
+		h.replicas.start()
 	}
 	return h
 }

@@ -131,7 +131,7 @@ type replicaState struct {
 	checkedAt time.Time
 }
 
-func (rs *replicaSet) start(primary *DB) {
+func (rs *replicaSet) start() {
 	if rs.opts.MaxLag <= 0 {
 		rs.opts.MaxLag = 10 * time.Second
 	}
@@ -152,7 +152,7 @@ func (rs *replicaSet) start(primary *DB) {
 		t := time.NewTicker(rs.opts.CheckInterval)
 		defer t.Stop()
 		for {
-			rs.checkAll(ctx, primary)
+			rs.checkAll(ctx)
 			select {
 			case <-ctx.Done():
 				return
@@ -174,31 +174,33 @@ func (rs *replicaSet) close() error {
 	return first
 }
 
-// checkAll checks every replica's role, replay position and lag against
-// the primary's current position.
-func (rs *replicaSet) checkAll(ctx context.Context, primary *DB) {
-	ctx, cancel := context.WithTimeout(ctx, rs.opts.CheckInterval)
+// checkAll checks every replica's role, replay position and lag. It asks
+// the replicas only: the primary's pool is the application's.
+func (rs *replicaSet) checkAll(ctx context.Context) {
+	// A replica busy serving reads through a small pool may answer late:
+	// only one that does not answer within a few seconds is down.
+	ctx, cancel := context.WithTimeout(ctx, max(4*rs.opts.CheckInterval, 2*time.Second))
 	defer cancel()
-	head, herr := primaryPos(ctx, primary)
 	var wg sync.WaitGroup
 	for i := range rs.list {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rs.check(ctx, i, head, herr == nil)
+			rs.check(ctx, i)
 		}()
 	}
 	wg.Wait()
 }
 
-func (rs *replicaSet) check(ctx context.Context, i int, head walPos, haveHead bool) {
+func (rs *replicaSet) check(ctx context.Context, i int) {
 	var (
-		inRecovery bool
-		replay     sql.NullString
-		lagSecs    sql.NullFloat64
+		inRecovery      bool
+		replay, receive sql.NullString
+		lagSecs         sql.NullFloat64
 	)
 	err := rs.list[i].DB.DB.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
-		EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8`).Scan(&inRecovery, &replay, &lagSecs)
+		pg_last_wal_receive_lsn()::text, EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8`).
+		Scan(&inRecovery, &replay, &receive, &lagSecs)
 	s := &rs.st[i]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,9 +219,13 @@ func (rs *replicaSet) check(ctx context.Context, i int, head walPos, haveHead bo
 			s.replay = p
 		}
 	}
+	var received walPos
+	if receive.Valid {
+		received, _ = parseWALPos(receive.String)
+	}
 	switch {
-	case haveHead && s.replay >= head:
-		s.lag = 0 // replayed everything the primary had
+	case received > 0 && s.replay >= received:
+		s.lag = 0 // replayed everything it has received: it is streaming, not behind
 	case lagSecs.Valid:
 		s.lag = time.Duration(lagSecs.Float64 * float64(time.Second))
 	default:
