@@ -41,7 +41,7 @@ PEER_TEST := POOLSAFE_REQUIRE_DB=1 POOLSAFE_PEER_SUMMARY=$(PEER_SUMMARY) $(GO) t
 ## internal/peer/expected_failures.txt (the fault suite runs on a stack of its own: make faults)
 test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY) $(PEER_SUMMARY)
-	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestPeerSuites)$$' ./... \
+	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestReplicaFaults|TestPeerSuites)$$' ./... \
 		|| { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
 	@cat $(CONFORMANCE_SUMMARY) # TestMatrix fails unless all nine targets ran and passed
@@ -52,7 +52,7 @@ test: setup stack-up
 ## faults: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL restarts/crash,
 ## on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario and driver
 faults: setup
-	POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^TestFaults$$' ./internal/faults
+	POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^(TestFaults|TestReplicaFaults)$$' ./internal/faults
 
 ## conformance: only the conformance matrix (9 targets), with its summary
 conformance: setup stack-up
