@@ -85,7 +85,8 @@ demo: setup
 ## examples: build every example and run the runnable ones briefly through the transaction pooler (CI)
 examples: setup stack-up
 	$(GO) build ./examples/...
-	$(WITH_STACK) export DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DIRECT_URL="$$POOLSAFE_TEST_DIRECT_URL" DB_POOL_MODE=transaction && \
+	$(WITH_STACK) export DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DIRECT_URL="$$POOLSAFE_TEST_DIRECT_URL" DB_POOL_MODE=transaction \
+		DATABASE_REPLICA_URLS="$$POOLSAFE_TEST_REPLICA_TX_URL&pool_mode=transaction" && \
 		$(GO) run ./examples/demo -short && \
 		for d in pgx pq; do \
 			DB_DRIVER=$$d $(GO) run ./examples/quickstart >/dev/null || exit 1; \

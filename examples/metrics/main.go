@@ -5,8 +5,9 @@
 //     client_golang's ready-made collectors.NewDBStatsCollector, as the
 //     go_sql_* metrics with the label db_name="poolsafe";
 //   - poolsafe's own counters from db.Stats() — statements sent, failed
-//     statements by error kind, transactions InTx retried — with a small
-//     prometheus.Collector, as poolsafe_*.
+//     statements by error kind, transactions InTx retried and, with read
+//     replicas (DATABASE_REPLICA_URLS), each replica's state, lag and reads
+//     — with a small prometheus.Collector, as poolsafe_*.
 //
 // A little load runs in the background so that the numbers move: good
 // queries, a division by zero, a statement timeout, and a transaction that
@@ -115,7 +116,9 @@ func run(ctx context.Context, addr string, once bool) error {
 func load(ctx context.Context, db *sqladapter.DB) error {
 	for i := range 8 {
 		var n int
-		if err := db.QueryRowContext(ctx, `SELECT $1::int + 1`, i).Scan(&n); err != nil || n != i+1 {
+		// Reads that may be a little stale go through db.Reader: to a
+		// replica when DATABASE_REPLICA_URLS names one, else the primary.
+		if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT $1::int + 1`, i).Scan(&n); err != nil || n != i+1 {
 			return fmt.Errorf("SELECT %d + 1: got %d, %v", i, n, err)
 		}
 	}
@@ -156,6 +159,8 @@ func load(ctx context.Context, db *sqladapter.DB) error {
 type statsCollector struct {
 	db                       *sqladapter.DB
 	queries, errors, retries *prometheus.Desc
+	// Read replicas (Config.ReplicaURLs, DATABASE_REPLICA_URLS), if any.
+	replicaUp, replicaLag, replicaReads, primaryReads *prometheus.Desc
 }
 
 func newStatsCollector(db *sqladapter.DB) *statsCollector {
@@ -168,6 +173,14 @@ func newStatsCollector(db *sqladapter.DB) *statsCollector {
 			"Failed statements by error kind (sqladapter.Kind).", []string{"kind"}, labels),
 		retries: prometheus.NewDesc("poolsafe_tx_retries_total",
 			"Transactions InTx ran again after a serialization failure, deadlock or connection failure.", nil, labels),
+		replicaUp: prometheus.NewDesc("poolsafe_replica_up",
+			"1 when the replica is in rotation for reads, else 0; state says why.", []string{"replica", "state"}, labels),
+		replicaLag: prometheus.NewDesc("poolsafe_replica_lag_seconds",
+			"How far the replica's replay is behind, as of its last health check.", []string{"replica"}, labels),
+		replicaReads: prometheus.NewDesc("poolsafe_replica_reads_total",
+			"Reads routed to the replica.", []string{"replica"}, labels),
+		primaryReads: prometheus.NewDesc("poolsafe_replica_fallback_reads_total",
+			"Reads that asked for a replica and went to the primary because none qualified.", nil, labels),
 	}
 }
 
@@ -176,6 +189,10 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queries
 	ch <- c.errors
 	ch <- c.retries
+	ch <- c.replicaUp
+	ch <- c.replicaLag
+	ch <- c.replicaReads
+	ch <- c.primaryReads
 }
 
 // Collect implements prometheus.Collector.
@@ -189,4 +206,17 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Errors[k]), kind)
 	}
 	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(s.TxRetries))
+	if len(s.Replicas) == 0 {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.primaryReads, prometheus.CounterValue, float64(s.PrimaryReads))
+	for _, r := range s.Replicas { // r.Name is the URL without its password
+		up := 0.0
+		if r.State == sqladapter.ReplicaUp {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.replicaUp, prometheus.GaugeValue, up, r.Name, r.State)
+		ch <- prometheus.MustNewConstMetric(c.replicaLag, prometheus.GaugeValue, r.Lag.Seconds(), r.Name)
+		ch <- prometheus.MustNewConstMetric(c.replicaReads, prometheus.CounterValue, float64(r.Reads), r.Name)
+	}
 }
