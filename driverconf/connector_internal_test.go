@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/lib/pq"
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // The original system's URL and Prisma's, the two URLs that refused every
@@ -212,15 +214,17 @@ func pgxConfig(t *testing.T, c any) pgx.ConnConfig {
 
 // pqSettings reads the lib/pq config inside a connector built by
 // NewConnector with driver pq (unexported, so by reflection).
-func pqSettings(t *testing.T, c any) (binary bool, runtime []string, options string, after *afterConnect) {
+func pqSettings(t *testing.T, c any) (binary bool, runtime []string, options string) {
 	t.Helper()
 	w, ok := c.(*connector)
 	if !ok {
 		t.Fatalf("connector is %T, want *connector", c)
 	}
-	inner := w.driverConnector
-	if a, ok := inner.(*afterConnect); ok {
-		after, inner = a, a.Connector
+	// The driver's own connector, unwrapped: sqladapter installs its
+	// dialer (byte counting, no cancel requests) only on a *pq.Connector.
+	inner, ok := w.driverConnector.(*pq.Connector)
+	if !ok {
+		t.Fatalf("lib/pq connector is %T, want *pq.Connector", w.driverConnector)
 	}
 	v := reflect.ValueOf(inner)
 	if v.Kind() == reflect.Pointer {
@@ -234,7 +238,7 @@ func pqSettings(t *testing.T, c any) (binary bool, runtime []string, options str
 		runtime = append(runtime, k.String())
 	}
 	slices.Sort(runtime)
-	return cfg.FieldByName("BinaryParameters").Bool(), runtime, cfg.FieldByName("Options").String(), after
+	return cfg.FieldByName("BinaryParameters").Bool(), runtime, cfg.FieldByName("Options").String()
 }
 
 func TestNewConnectorPgx(t *testing.T) {
@@ -301,20 +305,18 @@ func TestNewConnectorPgx(t *testing.T) {
 func TestNewConnectorPq(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		in         string
-		runtime    []string
-		afterQuery string
-		afterArgs  []any
+		in      string
+		runtime []string
+		session []sqladapter.Setting // applied once per connection
 	}{
-		{originalURL, nil, "", nil},
-		{prismaURL, nil, "", nil},
-		{kitchenSink, nil, "", nil},
-		{prismaURL + "&statement_timeout=5s&work_mem=1MB", nil, "", nil},
+		{originalURL, nil, nil},
+		{prismaURL, nil, nil},
+		{kitchenSink, nil, nil},
+		{prismaURL + "&statement_timeout=5s&work_mem=1MB", nil, nil},
 		{"postgres://u:p@h/db?statement_timeout=5s&search_path=a&work_mem=1MB",
-			[]string{"search_path", "statement_timeout", "work_mem"}, "", nil},
+			[]string{"search_path", "statement_timeout", "work_mem"}, nil},
 		{"postgres://u:p@h/db?pool_mode=session&statement_timeout=5s&search_path=a", nil,
-			"SELECT set_config($1, $2, false), set_config($3, $4, false)",
-			[]any{"statement_timeout", "5000ms", "search_path", "a"}},
+			[]sqladapter.Setting{{Name: "statement_timeout", Value: "5000ms"}, {Name: "search_path", Value: "a"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -331,7 +333,7 @@ func TestNewConnectorPq(t *testing.T) {
 			if _, ok := c.Driver().(poolsafeDriver); !ok {
 				t.Errorf("Driver() = %T, want poolsafeDriver", c.Driver())
 			}
-			binary, runtime, options, after := pqSettings(t, c)
+			binary, runtime, options := pqSettings(t, c)
 			if !binary {
 				t.Error("binary_parameters is off: lib/pq would Parse/Describe then Bind in two round trips")
 			}
@@ -341,15 +343,12 @@ func TestNewConnectorPq(t *testing.T) {
 			if options != "" {
 				t.Errorf("Options = %q, want none", options)
 			}
-			switch {
-			case tt.afterQuery == "" && after != nil:
-				t.Errorf("unexpected after-connect statement %q", after.query)
-			case tt.afterQuery != "" && after == nil:
-				t.Errorf("no after-connect statement, want %q", tt.afterQuery)
-			case after != nil:
-				if after.query != tt.afterQuery || !reflect.DeepEqual(after.args, tt.afterArgs) {
-					t.Errorf("after-connect = %q %v, want %q %v", after.query, after.args, tt.afterQuery, tt.afterArgs)
-				}
+			r, err := cfg.resolve()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.connectorOptions().SessionSettings; !reflect.DeepEqual(got, tt.session) {
+				t.Errorf("session settings = %v, want %v", got, tt.session)
 			}
 		})
 	}
@@ -375,17 +374,6 @@ func TestNewConnectorPasswordRoundTrip(t *testing.T) {
 		if got := pgxConfig(t, c).Password; got != pw {
 			t.Errorf("%s: pgx password = %q, want %q", in, got, pw)
 		}
-	}
-}
-
-func TestSetConfigSQL(t *testing.T) {
-	t.Parallel()
-	q, args := setConfigSQL([][2]string{{"statement_timeout", "5000ms"}, {"search_path", "a"}, {"app.tenant_id", "7"}}, true)
-	if want := "SELECT set_config($1, $2, true), set_config($3, $4, true), set_config($5, $6, true)"; q != want {
-		t.Errorf("query = %q, want %q", q, want)
-	}
-	if want := []any{"statement_timeout", "5000ms", "search_path", "a", "app.tenant_id", "7"}; !reflect.DeepEqual(args, want) {
-		t.Errorf("args = %v, want %v", args, want)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"strings"
 
 	"github.com/jmoiron/sqlx"
 
@@ -68,11 +67,15 @@ func (r *resolved) connectorOptions() sqladapter.ConnectorOptions {
 		SlowQuery:         r.cfg.SlowQuery,
 		Metrics:           r.metrics,
 	}
-	if r.cfg.PoolMode == Transaction {
-		// Direct and session connections carry these for the session.
-		for _, s := range r.cfg.TxSettings() {
-			o.Settings = append(o.Settings, sqladapter.Setting{Name: s[0], Value: s[1]})
-		}
+	var settings []sqladapter.Setting
+	for _, s := range r.cfg.TxSettings() {
+		settings = append(settings, sqladapter.Setting{Name: s[0], Value: s[1]})
+	}
+	switch r.cfg.PoolMode {
+	case Transaction:
+		o.Settings = settings // per transaction: the session is shared
+	case Session:
+		o.SessionSettings = settings // once per connection: a pooler refuses them at startup
 	}
 	return o
 }
@@ -173,20 +176,4 @@ func (poolsafeDriver) OpenConnector(name string) (driver.Connector, error) {
 			"db.SetMaxOpenConns & co. on the *sql.DB, or open with driverconf.Open, which applies it", DriverName)
 	}
 	return NewConnector(cfg)
-}
-
-// setConfigSQL builds one statement that applies every setting with
-// set_config(name, value, isLocal), so they cost one round trip.
-func setConfigSQL(settings [][2]string, isLocal bool) (string, []any) {
-	var b strings.Builder
-	args := make([]any, 0, 2*len(settings))
-	b.WriteString("SELECT ")
-	for i, s := range settings {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "set_config($%d, $%d, %t)", 2*i+1, 2*i+2, isLocal)
-		args = append(args, s[0], s[1])
-	}
-	return b.String(), args
 }

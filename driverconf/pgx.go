@@ -1,9 +1,7 @@
 package driverconf
 
 import (
-	"context"
 	"database/sql/driver"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -68,22 +66,10 @@ func pgxConnector(r *resolved) (driver.Connector, error) {
 			}
 		}
 	}
-	var opts []stdlib.OptionOpenDB
-	switch r.cfg.PoolMode {
-	case Direct:
+	if r.cfg.PoolMode == Direct {
 		for _, s := range r.startupSettings() {
 			cc.RuntimeParams[s[0]] = s[1]
 		}
-	case Session:
-		if settings := r.startupSettings(); len(settings) > 0 {
-			q, args := setConfigSQL(settings, false)
-			opts = append(opts, stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
-				if _, err := c.Exec(ctx, q, args...); err != nil {
-					return fmt.Errorf("driverconf: apply session settings: %w", err)
-				}
-				return nil
-			}))
-		}
 	}
-	return stdlib.GetConnector(*cc, opts...), nil
+	return stdlib.GetConnector(*cc), nil
 }

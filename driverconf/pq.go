@@ -1,9 +1,7 @@
 package driverconf
 
 import (
-	"context"
 	"database/sql/driver"
-	"fmt"
 
 	"github.com/lib/pq"
 )
@@ -36,39 +34,5 @@ func pqConnector(r *resolved) (driver.Connector, error) {
 	if err != nil {
 		return nil, fieldErr("URL", "rejected by lib/pq: %s", r.scrub(err.Error()))
 	}
-	if r.cfg.PoolMode == Session {
-		if settings := r.startupSettings(); len(settings) > 0 {
-			q, args := setConfigSQL(settings, false)
-			return &afterConnect{Connector: c, query: q, args: args}, nil
-		}
-	}
 	return c, nil
-}
-
-// afterConnect runs one statement on every new connection.
-type afterConnect struct {
-	driver.Connector
-	query string
-	args  []any
-}
-
-func (a *afterConnect) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := a.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ex, ok := conn.(driver.ExecerContext)
-	if !ok {
-		conn.Close()
-		return nil, fmt.Errorf("driverconf: driver connection %T cannot execute session settings", conn)
-	}
-	named := make([]driver.NamedValue, len(a.args))
-	for i, v := range a.args {
-		named[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
-	}
-	if _, err := ex.ExecContext(ctx, a.query, named); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("driverconf: apply session settings: %w", err)
-	}
-	return conn, nil
 }

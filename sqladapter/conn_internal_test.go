@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -729,4 +730,41 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestSetConfigSQL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		settings []Setting
+		local    bool
+		wantSQL  string
+		wantArgs []any
+	}{
+		{"none", nil, true, "", []any{}},
+		{"one", []Setting{{Name: "statement_timeout", Value: "5s"}}, true,
+			"SELECT set_config($1, $2, true)", []any{"statement_timeout", "5s"}},
+		{"session", []Setting{
+			{Name: "statement_timeout", Value: "5s"},
+			{Name: "search_path", Value: "app, public"},
+			{Name: "app.tenant_id", Value: "t1"},
+		}, false, "SELECT set_config($1, $2, false), set_config($3, $4, false), set_config($5, $6, false)",
+			[]any{"statement_timeout", "5s", "search_path", "app, public", "app.tenant_id", "t1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sql, args := setConfigSQL(tc.settings, tc.local)
+			if sql != tc.wantSQL {
+				t.Errorf("SQL = %q, want %q", sql, tc.wantSQL)
+			}
+			if got := plainArgs(args); !reflect.DeepEqual(got, tc.wantArgs) {
+				t.Errorf("args = %#v, want %#v", got, tc.wantArgs)
+			}
+			for i, a := range args {
+				if a.Ordinal != i+1 {
+					t.Errorf("args[%d].Ordinal = %d", i, a.Ordinal)
+				}
+			}
+		})
+	}
 }

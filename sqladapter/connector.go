@@ -49,6 +49,12 @@ type ConnectorOptions struct {
 	// sql.LevelDefault. Defaults to sql.LevelDefault (the server's).
 	Isolation sql.IsolationLevel
 
+	// SessionSettings are server settings applied once on every new
+	// connection with set_config(name, value, false): for a connection
+	// whose session is the client's own (a session pooler, where they
+	// cannot be startup parameters). Defaults to none.
+	SessionSettings []Setting
+
 	// Settings are server settings applied with set_config(name, value,
 	// true) at the start of every transaction, and around every statement
 	// run outside one (which then runs in a transaction of its own: three
@@ -84,13 +90,8 @@ func NewConnector(c driver.Connector, opts ConnectorOptions) driver.Connector {
 		pc.Dialer(pgdial.New(opts.BehindPooler))
 	}
 	ct := &connector{base: c, opts: opts, desc: newDescribeCache(describeCacheSize)}
-	if len(opts.Settings) > 0 {
-		var args []any
-		ct.setSQL, args = SetConfigSQL(opts.Settings)
-		for i, a := range args {
-			ct.setArgs = append(ct.setArgs, driver.NamedValue{Ordinal: i + 1, Value: a})
-		}
-	}
+	ct.setSQL, ct.setArgs = setConfigSQL(opts.Settings, true)
+	ct.sessionSQL, ct.sessionArgs = setConfigSQL(opts.SessionSettings, false)
 	return ct
 }
 
@@ -101,6 +102,9 @@ type connector struct {
 
 	setSQL  string // applies opts.Settings; "" when there are none
 	setArgs []driver.NamedValue
+
+	sessionSQL  string // applies opts.SessionSettings; "" when there are none
+	sessionArgs []driver.NamedValue
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -119,6 +123,12 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, fmt.Errorf("sqladapter: driver connection %T does not implement driver.QueryerContext", dc)
 	}
 	pgxRegisterTypes(dc)
+	if c.sessionSQL != "" {
+		if _, err := dc.(driver.ExecerContext).ExecContext(ctx, c.sessionSQL, c.sessionArgs); err != nil {
+			dc.Close()
+			return nil, fmt.Errorf("sqladapter: apply session settings: %w", driverError(ctx, err))
+		}
+	}
 	return wrapConn(&conn{base: dc, c: c, wire: slot.Conn}), nil
 }
 

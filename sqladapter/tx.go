@@ -189,8 +189,8 @@ func (db *DB) runTx(ctx context.Context, cfg *txConfig, fn func(tx *Tx) error) (
 		}
 	}()
 	if len(cfg.settings) > 0 {
-		q, args := SetConfigSQL(cfg.settings)
-		if _, err := stx.ExecContext(ctx, q, args...); err != nil {
+		q, args := setConfigSQL(cfg.settings, true)
+		if _, err := stx.ExecContext(ctx, q, plainArgs(args)...); err != nil {
 			return fmt.Errorf("sqladapter: apply transaction settings: %w", ClassifyContext(ctx, err))
 		}
 	}
@@ -207,20 +207,32 @@ func (db *DB) runTx(ctx context.Context, cfg *txConfig, fn func(tx *Tx) error) (
 	return nil
 }
 
-// SetConfigSQL builds the one statement that applies settings for the
-// current transaction: SELECT set_config($1, $2, true), set_config($3, $4, true), …
-func SetConfigSQL(settings []Setting) (string, []any) {
+// setConfigSQL builds the one statement that applies settings with
+// set_config: SELECT set_config($1, $2, local), set_config($3, $4, local), …
+// ("" when there are none).
+func setConfigSQL(settings []Setting, local bool) (string, []driver.NamedValue) {
+	if len(settings) == 0 {
+		return "", nil
+	}
 	var b strings.Builder
-	args := make([]any, 0, 2*len(settings))
+	args := make([]driver.NamedValue, 0, 2*len(settings))
 	b.WriteString("SELECT ")
 	for i, s := range settings {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "set_config($%d, $%d, true)", 2*i+1, 2*i+2)
-		args = append(args, s.Name, s.Value)
+		fmt.Fprintf(&b, "set_config($%d, $%d, %t)", 2*i+1, 2*i+2, local)
+		args = append(args, driver.NamedValue{Ordinal: 2*i + 1, Value: s.Name}, driver.NamedValue{Ordinal: 2*i + 2, Value: s.Value})
 	}
 	return b.String(), args
+}
+
+func plainArgs(args []driver.NamedValue) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		out[i] = a.Value
+	}
+	return out
 }
 
 // backoff returns a full-jitter delay for the given attempt (1-based).

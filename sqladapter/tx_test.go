@@ -430,34 +430,3 @@ func TestQuerierHandles(t *testing.T) {
 		t.Errorf("NamedExecContext: %v", err)
 	}
 }
-
-func TestSetConfigSQL(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		settings []sqladapter.Setting
-		wantSQL  string
-		wantArgs []any
-	}{
-		{"none", nil, "SELECT ", []any{}},
-		{"one", []sqladapter.Setting{{Name: "statement_timeout", Value: "5s"}},
-			"SELECT set_config($1, $2, true)", []any{"statement_timeout", "5s"}},
-		{"three", []sqladapter.Setting{
-			{Name: "statement_timeout", Value: "5s"},
-			{Name: "search_path", Value: "app, public"},
-			{Name: "app.tenant_id", Value: "t1"},
-		}, "SELECT set_config($1, $2, true), set_config($3, $4, true), set_config($5, $6, true)",
-			[]any{"statement_timeout", "5s", "search_path", "app, public", "app.tenant_id", "t1"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			sql, args := sqladapter.SetConfigSQL(tc.settings)
-			if sql != tc.wantSQL {
-				t.Errorf("SQL = %q, want %q", sql, tc.wantSQL)
-			}
-			if !reflect.DeepEqual(args, tc.wantArgs) {
-				t.Errorf("args = %#v, want %#v", args, tc.wantArgs)
-			}
-		})
-	}
-}
