@@ -52,6 +52,15 @@ type afterConnect struct {
 	args  []any
 }
 
+// Dialer sets the dialer of the lib/pq connector inside, so that
+// sqladapter.NewConnector gives it its own (byte counting, no
+// CancelRequest through a pooler) as it does to a bare *pq.Connector.
+func (a *afterConnect) Dialer(d pq.Dialer) {
+	if pc, ok := a.Connector.(*pq.Connector); ok {
+		pc.Dialer(d)
+	}
+}
+
 func (a *afterConnect) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := a.Connector.Connect(ctx)
 	if err != nil {

@@ -80,8 +80,8 @@ type ConnectorOptions struct {
 // wrapper's (it counts the bytes sent, and intercepts cancel requests
 // when BehindPooler is set).
 func NewConnector(c driver.Connector, opts ConnectorOptions) driver.Connector {
-	if pc, ok := c.(*pq.Connector); ok {
-		pc.Dialer(pgdial.New(opts.BehindPooler))
+	if pc, ok := c.(interface{ Dialer(pq.Dialer) }); ok { // a *pq.Connector, or one wrapping it
+		pc.Dialer(pgdial.New(opts.BehindPooler).TrackErrors())
 	}
 	ct := &connector{base: c, opts: opts, desc: newDescribeCache(describeCacheSize)}
 	if len(opts.Settings) > 0 {
@@ -108,7 +108,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	sctx, slot := pgdial.WithSlot(ctx)
 	dc, err := c.base.Connect(sctx)
 	if err != nil {
-		return nil, ClassifyContext(ctx, err)
+		return nil, connectError(ctx, err)
 	}
 	if _, ok := dc.(driver.ExecerContext); !ok {
 		dc.Close()
