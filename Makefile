@@ -31,20 +31,25 @@ stack-check:
 
 CONFORMANCE_SUMMARY ?= $(CURDIR)/.conformance-summary.txt
 
+# The fault suite: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL
+# restarts/crash, on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario
+# and driver. About 2.5 minutes on 2 cores.
+FAULTS := POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^TestFaults$$' ./internal/faults
+
 ## test: unit tests + integration tests + the conformance matrix against the local stack, which it starts;
-## a missing database fails, and so does a conformance target that failed or did not run
-## (the fault suite runs on a stack of its own: make faults)
+## a missing database fails, and so does a conformance target that failed or did not run; then the
+## fault suite on a stack of its own (make faults)
 test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY)
 	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestPeerSuites)$$' ./... \
 		|| { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
 	@bash scripts/check-conformance.sh $(CONFORMANCE_SUMMARY)
+	$(FAULTS)
 
-## faults: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL restarts/crash,
-## on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario and driver
+## faults: only the fault suite (see FAULTS)
 faults: setup
-	POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^TestFaults$$' ./internal/faults
+	$(FAULTS)
 
 ## conformance: only the conformance matrix (9 targets), with its summary
 conformance: setup stack-up
