@@ -113,6 +113,13 @@ var passwordForms = []passwordForm{
 	{"DSN, quoted", true, false, func(pw, q string) string {
 		return "host=db.example.com port=5432 user=app dbname=app password=" + quoteValue(pw) + dsnPairs(q)
 	}},
+	{"DSN, not quoted", false, false, func(pw, q string) string {
+		// libpq ends an unquoted value at whitespace, so a password with a
+		// space cannot be written this way; its words after the first
+		// would be keys of their own. The others may be refused, never
+		// shown.
+		return "host=db.example.com user=app password=" + strings.ReplaceAll(pw, " ", "") + dsnPairs(q)
+	}},
 	{"DSN, quoted first", true, false, func(pw, q string) string {
 		return "password=" + quoteValue(pw) + " host=db.example.com user=app" + dsnPairs(q)
 	}},
@@ -167,7 +174,14 @@ func everyOutput(connString string) (string, error) {
 		line(fmt.Sprintf("%v", &c))
 		line(strings.Join(c.Notes(), "\n"))
 		var logs bytes.Buffer
-		for _, h := range []slog.Handler{slog.NewTextHandler(&logs, nil), slog.NewJSONHandler(&logs, nil)} {
+		// Without the time: its digits could pass for a digit marker.
+		opts := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}
+		for _, h := range []slog.Handler{slog.NewTextHandler(&logs, opts), slog.NewJSONHandler(&logs, opts)} {
 			slog.New(h).Info("config", "cfg", c, slog.Any("ptr", &c), slog.Group("g", "cfg", c))
 		}
 		line(logs.String())
