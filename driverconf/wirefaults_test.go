@@ -151,6 +151,11 @@ func TestServerFatalCarried(t *testing.T) {
 		}, func(f *pgproto3.ErrorResponse) outcome {
 			return outcome{sqladapter.KindConnection, f.Code, f.Message, sqladapter.OutcomeUnknown, []error{sqladapter.ErrConnection}}
 		}},
+		{"BEGIN", isBegin, func(ctx context.Context, db *sqladapter.DB) error {
+			return db.InTx(ctx, func(*sqladapter.Tx) error { return nil }, sqladapter.WithAttempts(1))
+		}, func(f *pgproto3.ErrorResponse) outcome {
+			return outcome{sqladapter.KindConnection, f.Code, f.Message, sqladapter.OutcomeUnknown, []error{sqladapter.ErrConnection}}
+		}},
 		{"statement in a transaction", func(sql string) bool { return !isBegin(sql) }, func(ctx context.Context, db *sqladapter.DB) error {
 			return db.InTx(ctx, func(tx *sqladapter.Tx) error {
 				_, err := tx.ExecContext(ctx, "SELECT 1")

@@ -145,18 +145,29 @@ func shiftPosition(err error, by int) error {
 // and InTx, BeginTx and every sql.Tx call waiting on the connection —
 // returned only when the stall ended, long past the caller's deadline.
 // When ctx ends first, the socket is interrupted: the read fails at once,
-// lib/pq marks the connection bad and database/sql discards it. Without
-// the socket (wire nil) lib/pq is called as is.
+// lib/pq marks the connection bad and database/sql discards it. And when
+// the server answered BEGIN with a FATAL error, that error is returned, as
+// pgx does, rather than lib/pq's driver.ErrBadConn. Without the socket
+// (wire nil) lib/pq is called as is.
 func pqBeginTx(ctx context.Context, wire *pgdial.Conn, bt driver.ConnBeginTx, opts driver.TxOptions) (driver.Tx, error) {
-	if wire == nil || ctx.Done() == nil {
+	if wire == nil {
 		return bt.BeginTx(ctx, opts)
 	}
-	stop := context.AfterFunc(ctx, wire.Interrupt)
-	defer stop()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, wire.Interrupt)
+		defer stop()
+	}
 	// Interrupted after BEGIN answered, the transaction is returned all the
 	// same: lib/pq's own watch, armed with ctx already done, marks the
 	// connection bad at once and every later call on it fails.
-	return bt.BeginTx(ctx, opts)
+	before := wire.Written()
+	tx, err := bt.BeginTx(ctx, opts)
+	if errors.Is(err, driver.ErrBadConn) && wire.Written() != before {
+		if fatal := pqServerFatal(wire); fatal != nil {
+			return nil, fatal
+		}
+	}
+	return tx, err
 }
 
 // pqServerFatal returns the FATAL (or PANIC) error the server sent on the
