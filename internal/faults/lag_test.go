@@ -52,8 +52,8 @@ func startLagMonitor() *lagMonitor {
 			select {
 			case <-m.stop:
 				return
-			case now := <-t.C:
-				now = time.Now() // when this goroutine runs, not when the timer fired
+			case <-t.C:
+				now := time.Now() // when this goroutine runs, not when the timer fired
 				if late := now.Sub(asked) - lagTick; late > lagFloor {
 					m.mu.Lock()
 					m.samples = append(m.samples, lagSample{at: now, late: late})
