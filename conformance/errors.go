@@ -521,7 +521,7 @@ func (r *run) deallocateAll(t *testing.T, cfg driverconf.Config) {
 	defer mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := driverconf.OpenDB(cfg)
+	db, err := driverconf.Open(cfg)
 	if err != nil {
 		t.Errorf("deallocate: %v", err)
 		return

@@ -141,6 +141,13 @@ func hostilityTests(t *testing.T, r *run) {
 			res := testdb.Load(context.Background(), goroutines, perG, testdb.DBQuery(db))
 			db.Close()
 			t.Logf("raw %s defaults: %s; e.g. %s", name, res, strings.Join(res.Samples, " | "))
+			raw := RawResult{Driver: name, Queries: res.Queries, Errors: res.Errors, Wrong: res.Wrong}
+			if len(res.Samples) > 0 {
+				raw.Sample = res.Samples[0]
+			}
+			r.mu.Lock()
+			r.raw = append(r.raw, raw)
+			r.mu.Unlock()
 			if res.Errors+res.Wrong == 0 {
 				t.Errorf("negative control passed: raw %s defaults gave no errors and no wrong answers, "+
 					"so this pooler does not swap server connections (pool_mode=transaction with a small pool?)", name)

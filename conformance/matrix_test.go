@@ -14,7 +14,9 @@ import (
 // {direct, session pooler, transaction pooler} against the local stack,
 // then compares scanned values across all targets.
 func TestMatrix(t *testing.T) {
-	u := testdb.Get(t)
+	u := testdb.GetReplica(t)
+	// Reads routed to the stack's replica go through its transaction pool.
+	replica := u.ReplicaTx + "&pool_mode=transaction"
 	var reports []*conformance.Report
 	for _, m := range []struct {
 		mode driverconf.PoolMode
@@ -26,7 +28,7 @@ func TestMatrix(t *testing.T) {
 		}{{driverconf.PGX, driverconf.ExecModeExec}, {driverconf.PGX, driverconf.ExecModeSimpleProtocol}, {driverconf.PQ, ""}} {
 			reports = append(reports, conformance.Run(t, conformance.Target{Config: driverconf.Config{
 				URL: m.url, DirectURL: u.Direct, Driver: d.drv, PoolMode: m.mode, PgxExecMode: d.exec,
-				MaxOpenConns: 16, MaxIdleConns: 16,
+				MaxOpenConns: 16, MaxIdleConns: 16, ReplicaURLs: []string{replica},
 			}}))
 		}
 	}

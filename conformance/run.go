@@ -20,6 +20,20 @@ type Report struct {
 	// Values maps each value case to the Go value scanned on this target,
 	// for comparison across targets (see CompareValues).
 	Values map[string]any
+	// RawDefaults is the negative control: what each raw driver, with its
+	// own defaults, did under the same concurrent load ("pgx", "postgres").
+	// Empty when the target keeps one server connection per client
+	// connection (direct and session mode), where the defaults are safe.
+	RawDefaults []RawResult
+	// FailedTests names the tests that failed ("<topic>/<test>").
+	FailedTests []string
+}
+
+// RawResult counts what a raw driver's defaults did in the negative control.
+type RawResult struct {
+	Driver                 string // database/sql driver name: "pgx" or "postgres" (lib/pq)
+	Queries, Errors, Wrong int64  // Wrong: answers that belonged to another query
+	Sample                 string // one failure, as the driver reported it
 }
 
 // Summary is the one-line result: "conformance pgx/transaction: 40 passed,
@@ -43,6 +57,7 @@ var topics = []topic{
 	{"hostility", hostilityTests},
 	{"wire", wireTests},
 	{"repos", repoTests},
+	{"replicas", replicaTests},
 }
 
 // Run runs the whole suite against target as subtests named
@@ -68,6 +83,8 @@ func Run(t *testing.T, target Target) *Report {
 			r.mu.Lock()
 			rep.Passed, rep.Failed, rep.Skipped = r.passed, r.failed, r.skipped
 			rep.Values = r.values
+			rep.RawDefaults = r.raw
+			rep.FailedTests = r.failedTests
 			r.mu.Unlock()
 			if r.target.swapsConnections() && rep.Wire.NamedParse > 0 {
 				rep.Failed++
@@ -100,14 +117,20 @@ func (r *run) test(t *testing.T, name string, fn func(t *testing.T)) {
 		t.Parallel()
 		t.Cleanup(func() {
 			r.mu.Lock()
-			defer r.mu.Unlock()
 			switch {
 			case t.Failed():
 				r.failed++
+				_, name, _ := strings.Cut(t.Name(), r.target.name()+"/")
+				r.failedTests = append(r.failedTests, name)
 			case t.Skipped():
 				r.skipped++
 			default:
 				r.passed++
+			}
+			p := Progress{Target: r.target.name(), Test: t.Name(), Passed: r.passed, Failed: r.failed, Skipped: r.skipped}
+			r.mu.Unlock()
+			if r.target.Progress != nil {
+				r.target.Progress(p)
 			}
 		})
 		fn(t)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,86 @@ func statementTests(t *testing.T, r *run) {
 		}
 		if err := e.direct.QueryRowContext(e.ctx, "SELECT count(*) FROM "+e.schema+".t").Scan(&n); err != nil || n != 2 {
 			t.Errorf("stored %d rows (%v), want 2", n, err)
+		}
+	})
+	r.test(t, "ResultSetsOfSeveralStatements", func(t *testing.T) {
+		e := r.newEnv(t, "CREATE TABLE {s}.t (v int)")
+		// As lib/pq returns them: one result set per statement that has
+		// columns, in order; statements without (INSERT, SET) are skipped.
+		q := "SELECT 1 AS a; INSERT INTO " + e.schema + ".t VALUES (7); SELECT 2 AS b WHERE false; " +
+			"SELECT v, 'x' AS w FROM " + e.schema + ".t"
+		rows, err := e.db.QueryContext(e.ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for {
+			cols, err := rows.Columns()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, strings.Join(cols, ","))
+			for rows.Next() {
+				vals := make([]any, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprint(vals...))
+			}
+			if !rows.NextResultSet() {
+				break
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		if want := []string{"a", "1", "b", "v,w", "7x"}; !slices.Equal(got, want) {
+			t.Errorf("result sets %q, want %q", got, want)
+		}
+		// A statement without columns first: QueryRow reads the first
+		// result set that has them.
+		var n int
+		if err := e.db.QueryRowContext(e.ctx, "INSERT INTO "+e.schema+".t VALUES (8); SELECT count(*) FROM "+e.schema+".t").Scan(&n); err != nil || n != 2 {
+			t.Errorf("count after INSERT; SELECT = %d, %v; want 2", n, err)
+		}
+		// An error in a later statement is the rows' error, classified.
+		rows, err = e.db.QueryContext(e.ctx, "SELECT 1; SELECT 1/0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+		}
+		for rows.NextResultSet() {
+			for rows.Next() {
+			}
+		}
+		if err := rows.Err(); !errors.Is(err, sqladapter.ErrInvalidInput) {
+			t.Errorf("rows.Err() = %v, want the division by zero as ErrInvalidInput", err)
+		}
+		rows.Close()
+		// QueryRow reads the first row and closes the rows: the later
+		// statement's error comes from Close, classified too.
+		if err := e.db.QueryRowContext(e.ctx, "SELECT 1; SELECT 1/0").Scan(&n); !errors.Is(err, sqladapter.ErrInvalidInput) {
+			t.Errorf("QueryRow(SELECT 1; SELECT 1/0).Scan = %v, want the division by zero as ErrInvalidInput", err)
+		}
+	})
+	r.test(t, "SnapshotIsolation", func(t *testing.T) {
+		e := r.newEnv(t)
+		// PostgreSQL's REPEATABLE READ is snapshot isolation: pgx maps
+		// sql.LevelSnapshot to it, lib/pq refuses it.
+		tx, err := e.db.BeginTx(e.ctx, &sql.TxOptions{Isolation: sql.LevelSnapshot})
+		if err != nil {
+			t.Fatalf("BeginTx(LevelSnapshot): %v", err)
+		}
+		defer tx.Rollback()
+		var level string
+		if err := tx.QueryRowContext(e.ctx, "SHOW transaction_isolation").Scan(&level); err != nil || level != "repeatable read" {
+			t.Errorf("transaction_isolation = %q, %v; want repeatable read", level, err)
 		}
 	})
 	r.test(t, "RawBeginNotLeftOpen", func(t *testing.T) {

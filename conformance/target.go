@@ -27,6 +27,15 @@ type Target struct {
 	// reach the same database with a session: the suite creates and drops
 	// its schemas there.
 	Config driverconf.Config
+	// Progress, when set, is called after each test with the counts so
+	// far, from the test's goroutine (tests run in parallel).
+	Progress func(Progress)
+}
+
+// Progress is the state of a Run after one of its tests ended.
+type Progress struct {
+	Target, Test            string // Test: the full test name of the one that ended
+	Passed, Failed, Skipped int
 }
 
 func (tg Target) name() string {
@@ -55,6 +64,8 @@ type run struct {
 	mu                      sync.Mutex
 	passed, failed, skipped int
 	values                  map[string]any // value case → scanned value
+	raw                     []RawResult    // the negative control's
+	failedTests             []string
 }
 
 // env is what one test works with.

@@ -66,11 +66,19 @@ var valueCases = []valueCase{
 	{"jsonb-string", "jsonb", `{"a":1}`, []byte(`{"a": 1}`), func() any { return new(string) }},
 	{"timestamptz", "timestamptz", time.Date(2024, 1, 2, 3, 4, 5, 123456000, plus2), time.Date(2024, 1, 2, 1, 4, 5, 123456000, time.UTC), func() any { return new(time.Time) }},
 	{"timestamp", "timestamp", time.Date(2024, 1, 2, 3, 4, 5, 123456000, plus2), time.Date(2024, 1, 2, 1, 4, 5, 123456000, time.UTC), func() any { return new(time.Time) }},
+	{"timestamp-infinity", "timestamp", "infinity", "infinity", func() any { return new(string) }},
+	{"timestamptz-minus-infinity", "timestamptz", "-infinity", "-infinity", func() any { return new(string) }},
 	{"timestamp-string", "timestamp", "2024-01-02 03:04:05", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), func() any { return new(time.Time) }},
 	{"date", "date", time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), func() any { return new(time.Time) }},
 	{"date-string", "date", "2024-02-29", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), func() any { return new(time.Time) }},
 	{"time", "time", "03:04:05.25", "03:04:05.25", func() any { return new(string) }},
 	{"time-from-time", "time", time.Date(2024, 1, 2, 3, 4, 5, 0, plus2), "01:04:05", func() any { return new(string) }},
+	{"time-24", "time", "24:00", "24:00:00", func() any { return new(string) }}, // lib/pq reads it as midnight of 2 January
+	{"timetz", "timetz", "11:59:59.5-04:30", "11:59:59.5-04:30", func() any { return new(string) }},
+	{"timetz-utc", "timetz", "11:59:59+00", "11:59:59+00", func() any { return new(string) }},
+	{"timetz-seconds-offset", "timetz", "11:59:59+04:01:02", "11:59:59+04:01:02", func() any { return new(string) }},
+	{"timetz-24", "timetz", "24:00-04", "24:00:00-04", func() any { return new(string) }},
+	{"xml", "xml", "<a>x</a>", []byte("<a>x</a>"), func() any { return new(string) }},
 	{"interval-duration", "interval", 90 * time.Minute, "01:30:00", func() any { return new(string) }},
 	{"interval-string", "interval", "1 day 02:00:00", "1 day 02:00:00", func() any { return new(string) }},
 	{"text-array", "text[]", []string{"a", "b c"}, `{a,"b c"}`, func() any { return new(string) }},
@@ -78,6 +86,9 @@ var valueCases = []valueCase{
 	{"inet", "inet", "10.0.0.1", "10.0.0.1", func() any { return new(string) }},
 	{"inet-cidr", "inet", "10.0.0.0/8", "10.0.0.0/8", func() any { return new(string) }},
 	{"pointer", "text", ptr("p"), "p", func() any { return new(*string) }},
+	{"pointer-to-pointer", "text", ptr(ptr("pp")), "pp", func() any { return new(string) }},
+	{"pointer-to-any-bytes", "bytea", ptr(any([]byte{1, '\\', 255})), []byte{1, '\\', 255}, func() any { return new([]byte) }},
+	{"pointer-to-any-text", "text", ptr(any("pa")), "pa", func() any { return new(string) }},
 	{"valuer-bytes-text", "text", jsonMap{"a": "b"}, `{"a":"b"}`, func() any { return new(string) }},
 	{"valuer-bytes-jsonb", "jsonb", jsonMap{"a": "b"}, []byte(`{"a": "b"}`), func() any { return new(json.RawMessage) }},
 	{"valuer-bytes-bytea", "bytea", rawBytes{0, '\\', 255}, []byte{0, '\\', 255}, func() any { return new([]byte) }},
@@ -105,6 +116,7 @@ func nullCases() []valueCase {
 		{"text", (*string)(nil), func() any { return new(sql.NullString) }},
 		{"varchar(20)", sql.NullString{}, func() any { return new(*string) }},
 		{"bytea", []byte(nil), func() any { return new([]byte) }},
+		{"bytea", ptr(any(nil)), func() any { return new([]byte) }},
 		{"text", []byte(nil), func() any { return new(sql.NullString) }},
 		{"jsonb", []byte(nil), func() any { return new([]byte) }},
 		{"json", jsonMap(nil), func() any { return new([]byte) }},
@@ -115,6 +127,8 @@ func nullCases() []valueCase {
 		{"timestamp", (*time.Time)(nil), func() any { return new(*time.Time) }},
 		{"date", sql.NullTime{}, func() any { return new(sql.NullTime) }},
 		{"time", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"timetz", (*string)(nil), func() any { return new(sql.NullString) }},
+		{"xml", (*string)(nil), func() any { return new([]byte) }},
 		{"interval", (*time.Duration)(nil), func() any { return new(sql.NullString) }},
 		{"text[]", (*string)(nil), func() any { return new(sql.NullString) }},
 		{"int8[]", (*string)(nil), func() any { return new(sql.NullString) }},
@@ -126,6 +140,9 @@ func nullCases() []valueCase {
 		}
 		if _, ok := c.arg.(jsonMap); ok {
 			name += "-from-nil-valuer"
+		}
+		if _, ok := c.arg.(*any); ok {
+			name += "-from-pointer-to-nil-any"
 		}
 		out = append(out, valueCase{name: name, col: c.col, arg: c.arg, want: nil, typed: c.typed})
 	}
@@ -171,6 +188,67 @@ func valueTests(t *testing.T, r *run) {
 			r.values["typed:"+c.name] = reflect.ValueOf(dst).Elem().Interface()
 			r.values["stored:"+c.name] = stored
 			r.mu.Unlock()
+		}
+	})
+	byteaEscapeTests(t, r)
+	r.test(t, "OtherTypesAsStrings", func(t *testing.T) {
+		// Values of types neither driver decodes (an enum here, hstore or
+		// any extension type alike) come as a string, as on pgx, where
+		// lib/pq alone gives []byte; so do time and timetz, which then
+		// cannot be scanned into a *time.Time on either driver.
+		e := r.newEnv(t, "CREATE TYPE {s}.mood AS ENUM ('happy', 'sad')")
+		var mood, tm any
+		q := "SELECT 'happy'::" + e.schema + ".mood, '12:00'::time"
+		if err := e.db.QueryRowContext(e.ctx, q).Scan(&mood, &tm); err != nil {
+			t.Fatal(err)
+		}
+		if mood != "happy" || tm != "12:00:00" {
+			t.Errorf("enum, time into any = %#v, %#v; want the strings \"happy\", \"12:00:00\"", mood, tm)
+		}
+		var tt time.Time
+		if err := e.db.QueryRowContext(e.ctx, "SELECT '12:00'::time").Scan(&tt); err == nil {
+			t.Errorf("time scanned into *time.Time = %v, want an error (a string, on both drivers)", tt)
+		}
+	})
+}
+
+// byteaEscapeTests: bytea in PostgreSQL's escape output format
+// (bytea_output = escape), which lib/pq reads and pgx reads only in binary
+// results: in text results — every query without arguments, and every
+// query in PgxExecMode simple_protocol — pgx alone fails with "invalid hex
+// format".
+func byteaEscapeTests(t *testing.T, r *run) {
+	r.test(t, "ByteaEscapeOutput", func(t *testing.T) {
+		want := []byte{0x5c, 0x78, 0x00, 0xff, 'a', 0x01, 0x08}
+		e := r.newEnv(t, "CREATE TABLE {s}.b (v bytea)", `INSERT INTO {s}.b VALUES ('\x5c7800ff610108')`)
+		tx, err := e.db.BeginTx(e.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(e.ctx, "SET LOCAL bytea_output = escape"); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{"SELECT v FROM " + e.schema + ".b", nil},
+			{"SELECT v FROM " + e.schema + ".b WHERE $1::bool", []any{true}},
+			{"SELECT $1::bytea", []any{want}},
+		} {
+			var got any
+			if err := tx.QueryRowContext(e.ctx, q.sql, q.args...).Scan(&got); err != nil {
+				t.Errorf("%s: scan into any: %v", q.sql, err)
+				continue
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: scan into any = %#v, want %#v", q.sql, got, want)
+			}
+			var b []byte
+			if err := tx.QueryRowContext(e.ctx, q.sql, q.args...).Scan(&b); err != nil || !reflect.DeepEqual(b, want) {
+				t.Errorf("%s: scan into []byte = %#v, %v; want %#v", q.sql, b, err, want)
+			}
 		}
 	})
 }

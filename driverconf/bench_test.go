@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,14 +55,14 @@ func benchClients() []benchClient {
 			if tx {
 				url = u.Tx
 			}
-			db, err := driverconf.OpenDB(driverconf.Config{
+			db, err := driverconf.Open(driverconf.Config{
 				URL: url, Driver: drv, PoolMode: mode, PgxExecMode: exec,
 				MaxOpenConns: benchConns, MaxIdleConns: benchConns,
 			})
 			if err != nil {
-				b.Fatalf("OpenDB: %v", err)
+				b.Fatalf("Open: %v", err)
 			}
-			return sqlQueryRow(b, db)
+			return sqlQueryRow(b, db.DB.DB)
 		}
 	}
 	raw := func(driverName string) func(*testing.B, testdb.URLs) queryRow {
@@ -198,9 +197,9 @@ func warm(b *testing.B, q queryRow, s benchShape) {
 	}
 }
 
-// BenchmarkQueryRow runs one query after another on one connection at a
-// time: per-query latency, dominated by round trips.
-func BenchmarkQueryRow(b *testing.B) {
+// eachClient runs bench for every shape on every client, warmed up, with
+// allocations and cpu-ns/op reported.
+func eachClient(b *testing.B, bench func(b *testing.B, ctx context.Context, q queryRow, s benchShape)) {
 	u := testdb.Get(b)
 	for _, s := range benchShapes {
 		b.Run(s.name, func(b *testing.B) {
@@ -208,73 +207,47 @@ func BenchmarkQueryRow(b *testing.B) {
 				b.Run(c.name, func(b *testing.B) {
 					q := c.open(b, u)
 					warm(b, q, s)
-					ctx := context.Background()
 					b.ReportAllocs()
-					cpu := cpuTime()
-					var i int64
-					for b.Loop() {
-						i++
-						if err := s.run(ctx, q, i); err != nil {
-							b.Fatal(err)
-						}
-					}
-					reportCPU(b, cpu)
+					b.ResetTimer()
+					cpu := testdb.CPUTime()
+					bench(b, context.Background(), q, s)
+					testdb.ReportCPU(b, cpu)
 				})
 			}
 		})
 	}
+}
+
+// BenchmarkQueryRow runs one query after another on one connection at a
+// time: per-query latency, dominated by round trips.
+func BenchmarkQueryRow(b *testing.B) {
+	eachClient(b, func(b *testing.B, ctx context.Context, q queryRow, s benchShape) {
+		var i int64
+		for b.Loop() {
+			i++
+			if err := s.run(ctx, q, i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkQueryRowParallel runs benchConns goroutines (at least
 // GOMAXPROCS) on the pool of benchConns connections: throughput, where CPU
 // per query and pool contention count as well as round trips.
 func BenchmarkQueryRowParallel(b *testing.B) {
-	u := testdb.Get(b)
-	for _, s := range benchShapes {
-		b.Run(s.name, func(b *testing.B) {
-			for _, c := range benchClients() {
-				b.Run(c.name, func(b *testing.B) {
-					q := c.open(b, u)
-					warm(b, q, s)
-					ctx := context.Background()
-					// RunParallel starts parallelism × GOMAXPROCS goroutines.
-					b.SetParallelism(max(1, benchConns/runtime.GOMAXPROCS(0)))
-					b.ReportAllocs()
-					b.ResetTimer()
-					cpu := cpuTime()
-					b.RunParallel(func(pb *testing.PB) {
-						var i int64
-						for pb.Next() {
-							i++
-							if err := s.run(ctx, q, i); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-					reportCPU(b, cpu)
-				})
+	eachClient(b, func(b *testing.B, ctx context.Context, q queryRow, s benchShape) {
+		// RunParallel starts parallelism × GOMAXPROCS goroutines.
+		b.SetParallelism(max(1, benchConns/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			var i int64
+			for pb.Next() {
+				i++
+				if err := s.run(ctx, q, i); err != nil {
+					b.Error(err)
+					return
+				}
 			}
 		})
-	}
-}
-
-// cpuTime is the CPU time (user + system, all threads) this process has
-// used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU reports the client's CPU time per operation since start as
-// cpu-ns/op: unlike ns/op it leaves out time spent waiting for the server
-// and for other processes on a busy machine, so it isolates what the client
-// code costs.
-func reportCPU(b *testing.B, start time.Duration) {
-	if b.N > 0 && start > 0 {
-		b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
-	}
+	})
 }

@@ -82,78 +82,40 @@ const (
 // The zero value of every field but URL means "use the default" (or, for
 // PoolMode, "infer from the URL").
 type Config struct {
-	// AcquireTimeout bounds how long a call on the handle from [Open] waits
-	// for a free connection when MaxOpenConns are all busy, separately from
-	// the call's own context (database/sql itself has no such setting, so
-	// handles from OpenDB, OpenX and sql.Open cannot enforce it). Zero means
-	// wait as long as the caller's context allows. URL key: pool_timeout
-	// (Prisma, seconds). Defaults to 0.
-	AcquireTimeout time.Duration
-
-	// ApplicationName is sent as application_name (PgBouncer tracks it, so
-	// it is safe in every pool mode). URL key: application_name.
-	// Defaults to "" (not sent).
-	ApplicationName string
-
-	// ConnectTimeout bounds dialing and authenticating one connection.
-	// URL key: connect_timeout (seconds). Defaults to 10s.
-	ConnectTimeout time.Duration
-
-	// ConnMaxIdleTime closes connections idle for longer. URL key:
-	// pool_max_conn_idle_time (pgxpool). Defaults to 5m.
-	ConnMaxIdleTime time.Duration
-
-	// ConnMaxLifetime closes connections older than this (the original
-	// system's pool_recycle=1800). URL key: pool_max_conn_lifetime
-	// (pgxpool). Defaults to 30m.
-	ConnMaxLifetime time.Duration
+	// Connection: where to connect, through what, and with which driver.
+	//
+	// URL is the connection string: postgres:// or postgresql:// URL, or a
+	// libpq key=value DSN. Required.
+	URL string
 
 	// DirectURL is a session-capable URL to the same database (Prisma's
 	// directUrl), used for migrations and anything else that needs a
 	// session when URL is a transaction pooler. Defaults to "".
 	DirectURL string
 
+	// ReplicaURLs are streaming replicas of the same database, for the
+	// reads a caller sends there explicitly (sqladapter.DB.Reader, InTx
+	// with sqladapter.OnReplica). Each is read like URL, with its own pool
+	// mode when its URL says one (pool_mode=, pgbouncer=true, port 6543),
+	// else PoolMode's; every other field applies to them as to URL.
+	// Environment: DATABASE_REPLICA_URLS, comma-separated postgres:// URLs.
+	// Defaults to none.
+	ReplicaURLs []string
+
+	// ReplicaMaxLag is how far behind the primary a replica may be and
+	// still serve reads that tolerate stale data. Environment:
+	// DB_REPLICA_MAX_LAG. Defaults to 10s.
+	ReplicaMaxLag time.Duration
+
+	// ReplicaWait bounds how long a read that must see the caller's own
+	// writes (sqladapter.ReadYourWrites) waits for a replica to replay
+	// them before it reads the primary. Environment: DB_REPLICA_WAIT.
+	// Defaults to 200ms.
+	ReplicaWait time.Duration
+
 	// Driver is the database/sql driver to use. URL key: driver.
 	// Defaults to [PGX].
 	Driver Driver
-
-	// IdleInTransactionTimeout is applied per transaction as
-	// idle_in_transaction_session_timeout. URL key: the same name.
-	// Defaults to 0 (server default).
-	IdleInTransactionTimeout time.Duration
-
-	// Isolation is the isolation level of transactions started by the
-	// library. URL key: default_transaction_isolation. Defaults to
-	// sql.LevelReadCommitted.
-	Isolation sql.IsolationLevel
-
-	// Logger receives failed queries (level Warn) and, with SlowQuery,
-	// slow ones (level Info), with the SQL, duration and error kind.
-	// Defaults to nil: no logging.
-	Logger *slog.Logger
-
-	// LogArgs includes query arguments in log records. Defaults to false:
-	// arguments are redacted (only their count is logged).
-	LogArgs bool
-
-	// LockTimeout is applied as lock_timeout (at connection start in direct
-	// and session modes, per transaction in transaction mode). URL key:
-	// lock_timeout. Defaults to 0 (server default).
-	LockTimeout time.Duration
-
-	// MaxIdleConns is the most idle connections kept open. URL keys:
-	// pool_min_conns (pgxpool). Defaults to 5, and never more than
-	// MaxOpenConns.
-	MaxIdleConns int
-
-	// MaxOpenConns is the most connections open at once. URL keys:
-	// connection_limit (Prisma), pool_max_conns (pgxpool). Defaults to 10.
-	MaxOpenConns int
-
-	// PgxExecMode is how the pgx driver sends queries. In transaction mode
-	// only [ExecModeExec] and [ExecModeSimpleProtocol] are allowed. URL key:
-	// default_query_exec_mode. Defaults to [ExecModeExec].
-	PgxExecMode PgxExecMode
 
 	// PoolMode says what sits in front of PostgreSQL. When empty it is
 	// inferred from URL: pool_mode=, pgbouncer=true (Prisma), port 6543
@@ -162,6 +124,79 @@ type Config struct {
 	// [Transaction]; anything else means [Direct].
 	PoolMode PoolMode
 
+	// PgxExecMode is how the pgx driver sends queries. In transaction mode
+	// only [ExecModeExec] and [ExecModeSimpleProtocol] are allowed. URL key:
+	// default_query_exec_mode. Defaults to [ExecModeExec].
+	PgxExecMode PgxExecMode
+
+	// SSLMode is the libpq sslmode, the same default for both drivers.
+	// URL key: sslmode. Defaults to "prefer" (libpq's and pgx's default;
+	// lib/pq alone would default to "require").
+	SSLMode string
+
+	// ApplicationName is sent as application_name (PgBouncer tracks it, so
+	// it is safe in every pool mode). URL keys: application_name, else
+	// fallback_application_name. Defaults to "" (not sent).
+	ApplicationName string
+
+	// Pool: how many connections database/sql keeps, and for how long.
+	//
+	// MaxOpenConns is the most connections open at once. URL keys:
+	// connection_limit (Prisma), pool_max_conns (pgxpool). Defaults to 10.
+	MaxOpenConns int
+
+	// MaxIdleConns is the most idle connections kept open. URL keys:
+	// pool_min_conns (pgxpool). Defaults to 5, and never more than
+	// MaxOpenConns.
+	MaxIdleConns int
+
+	// ConnMaxLifetime closes connections older than this (the original
+	// system's pool_recycle=1800). URL key: pool_max_conn_lifetime
+	// (pgxpool). Defaults to 30m.
+	ConnMaxLifetime time.Duration
+
+	// ConnMaxIdleTime closes connections idle for longer. URL key:
+	// pool_max_conn_idle_time (pgxpool). Defaults to 5m.
+	ConnMaxIdleTime time.Duration
+
+	// Timeouts: zero means the default: 10s to connect, the caller's context
+	// to wait for a connection, the server's own for the server timeouts (an
+	// explicit 0 in the URL or environment is sent, and disables one).
+	//
+	// ConnectTimeout bounds dialing and authenticating one connection.
+	// URL key: connect_timeout (seconds). Defaults to 10s.
+	ConnectTimeout time.Duration
+
+	// AcquireTimeout bounds how long a call on the handle from [Open] waits
+	// for a free connection when MaxOpenConns are all busy, separately from
+	// the call's own context (database/sql itself has no such setting: a
+	// *sql.DB from sql.Open cannot enforce it, and one you open over
+	// [NewConnector] enforces it through sqladapter.Wrap's
+	// WithAcquireTimeout). Zero means
+	// wait as long as the caller's context allows. URL key: pool_timeout
+	// (Prisma, seconds). Defaults to 0.
+	AcquireTimeout time.Duration
+
+	// StatementTimeout is applied as statement_timeout (at connection start
+	// in direct and session modes, per transaction in transaction mode).
+	// URL key: statement_timeout (milliseconds or with a unit).
+	// Defaults to 0 (server default).
+	StatementTimeout time.Duration
+
+	// LockTimeout is applied as lock_timeout (at connection start in direct
+	// and session modes, per transaction in transaction mode). URL key:
+	// lock_timeout. Defaults to 0 (server default).
+	LockTimeout time.Duration
+
+	// IdleInTransactionTimeout is applied per transaction as
+	// idle_in_transaction_session_timeout. URL key: the same name.
+	// Defaults to 0 (server default).
+	IdleInTransactionTimeout time.Duration
+
+	// Session: server settings and the transactions poolsafe starts. In
+	// transaction mode settings are applied in every transaction, since no
+	// session outlives one.
+	//
 	// SearchPath is applied as search_path (at connection start in direct
 	// and session modes, per transaction in transaction mode). URL keys:
 	// search_path, schema (Prisma), currentSchema (JDBC). Defaults to ""
@@ -172,48 +207,59 @@ type Config struct {
 	// SearchPath. Unknown URL keys land here. Defaults to none.
 	Settings map[string]string
 
+	// Isolation is the isolation level of transactions started by the
+	// library. URL key: default_transaction_isolation. Defaults to
+	// sql.LevelReadCommitted.
+	Isolation sql.IsolationLevel
+
+	// Observability: what is logged. No URL key or environment variable.
+	//
+	// Logger receives failed queries (level Warn) and, with SlowQuery,
+	// slow ones (level Info), with the SQL, duration and error kind.
+	// Defaults to nil: no logging.
+	Logger *slog.Logger
+
 	// SlowQuery is the duration above which a query is logged at level
 	// Info when Logger is set. Defaults to 0: slow queries are not logged.
 	SlowQuery time.Duration
 
-	// SSLMode is the libpq sslmode, the same default for both drivers.
-	// URL key: sslmode. Defaults to "prefer" (libpq's and pgx's default;
-	// lib/pq alone would default to "require").
-	SSLMode string
+	// LogArgs includes query arguments in log records. Defaults to false:
+	// arguments are redacted (only their count is logged).
+	LogArgs bool
 
-	// StatementTimeout is applied as statement_timeout (at connection start
-	// in direct and session modes, per transaction in transaction mode).
-	// URL key: statement_timeout (milliseconds or with a unit).
-	// Defaults to 0 (server default).
-	StatementTimeout time.Duration
-
-	// URL is the connection string: postgres:// or postgresql:// URL, or a
-	// libpq key=value DSN. Required.
-	URL string
-
-	// notes records what Parse did with keys it removed or moved.
-	notes []string
+	// src is what Parse read from URL, kept while URL is unchanged.
+	src *connString
 }
 
 // Notes says, one line per key, what [Parse] or [FromEnv] did with the
 // connection-string keys it removed or moved into fields, so a
 // surprising URL can be explained. It never contains the password.
-func (c Config) Notes() []string { return slices.Clone(c.notes) }
+func (c Config) Notes() []string {
+	if c.src == nil || c.src.raw != c.URL {
+		return nil
+	}
+	return slices.Clone(c.src.notes)
+}
 
 // WithDefaults returns a copy of c with every unset field at its default
 // and PoolMode inferred from the URL when empty. It does not validate:
 // call [Config.Validate] for that.
 func (c Config) WithDefaults() Config {
+	if c.PoolMode == "" {
+		if p, err := c.source(); err == nil {
+			c.PoolMode = p.mode
+		}
+	}
+	return c.withDefaults()
+}
+
+// withDefaults sets every unset field, PoolMode included, to its default.
+func (c Config) withDefaults() Config {
 	if c.Driver == "" {
 		c.Driver = DefaultDriver
 	}
 	if c.PoolMode == "" {
-		if p, err := parseConn(c.URL); err == nil {
-			c.PoolMode = p.mode
-		}
-		if c.PoolMode == "" {
-			c.PoolMode = Direct
-		}
+		c.PoolMode = Direct
 	}
 	if c.PgxExecMode == "" {
 		c.PgxExecMode = ExecModeExec
@@ -255,21 +301,26 @@ func (c Config) Direct() (Config, error) {
 	if c.DirectURL == "" {
 		return Config{}, fieldErr("DirectURL", "is required for a session when URL is a transaction pooler; set it (Prisma's directUrl, DIRECT_URL)")
 	}
-	p, err := parseConn(c.DirectURL)
+	p, err := parseConnString(c.DirectURL)
 	if err != nil {
-		var fe *FieldError
-		if errors.As(err, &fe) {
-			return Config{}, fieldErr("DirectURL", "%s %s", fe.Field, fe.Problem)
-		}
-		return Config{}, fieldErr("DirectURL", "cannot be read")
+		return Config{}, inDirectURL(err)
 	}
 	d := c
-	d.URL, d.DirectURL, d.notes = c.DirectURL, "", nil
+	d.URL, d.DirectURL, d.src = c.DirectURL, "", p
 	d.PoolMode = p.mode
 	if d.PoolMode == "" {
 		d.PoolMode = Direct
 	}
 	return d, nil
+}
+
+// inDirectURL makes an error about reading DirectURL name that field.
+func inDirectURL(err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fieldErr("DirectURL", "%s: %s", fe.Field, fe.Problem)
+	}
+	return fieldErr("DirectURL", "cannot be read")
 }
 
 // TxSettings returns the server settings to apply at the start of each
@@ -311,6 +362,9 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "URL: %q", RedactURL(c.URL))
 	if c.DirectURL != "" {
 		fmt.Fprintf(&b, ", DirectURL: %q", RedactURL(c.DirectURL))
+	}
+	if len(c.ReplicaURLs) > 0 {
+		fmt.Fprintf(&b, ", ReplicaURLs: %q", redactAll(c.ReplicaURLs))
 	}
 	fmt.Fprintf(&b, ", Driver: %q, PoolMode: %q", c.Driver, c.PoolMode)
 	if c.PgxExecMode != "" && c.Driver != PQ {
@@ -361,8 +415,20 @@ func (c Config) LogValue() slog.Value {
 	if c.DirectURL != "" {
 		attrs = append(attrs, slog.String("direct_url", RedactURL(c.DirectURL)))
 	}
+	if len(c.ReplicaURLs) > 0 {
+		attrs = append(attrs, slog.Any("replica_urls", redactAll(c.ReplicaURLs)))
+	}
 	if c.PgxExecMode != "" && c.Driver != PQ {
 		attrs = append(attrs, slog.String("pgx_exec_mode", string(c.PgxExecMode)))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// redactAll is RedactURL over a list.
+func redactAll(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = RedactURL(u)
+	}
+	return out
 }

@@ -69,8 +69,10 @@ func TestDSNContainsOnlyConnectionParameters(t *testing.T) {
 		"host=h user=u pool_mode=session search_path=x options='-c work_mem=1MB'",
 	}
 	allowed := map[string]bool{"sslmode": true, "connect_timeout": true, "application_name": true}
-	for k := range connParams {
-		allowed[k] = true
+	for _, k := range keys {
+		if k.use == passed {
+			allowed[k.name] = true
+		}
 	}
 	for _, u := range urls {
 		for _, d := range []Driver{PGX, PQ} {
@@ -387,7 +389,7 @@ func TestSetConfigSQL(t *testing.T) {
 	}
 }
 
-// sql.Open("poolsafe", url) and OpenDB/OpenX work without a server.
+// sql.Open("poolsafe", url) and Open work without a server.
 func TestOpenWithoutNetwork(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{originalURL, "postgres://u:p@h:6543/db?pgbouncer=true", "postgres://u:p@h:6543/db?pgbouncer=true&driver=pq"} {
@@ -414,7 +416,7 @@ func TestOpenWithoutNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := OpenDB(cfg)
+	db, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,13 +427,8 @@ func TestOpenWithoutNetwork(t *testing.T) {
 	if _, ok := db.Driver().(poolsafeDriver); !ok {
 		t.Errorf("db.Driver() = %T, want poolsafeDriver", db.Driver())
 	}
-	x, err := OpenX(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	if x.DriverName() != DriverName || x.Rebind("?") != "$1" {
-		t.Errorf("OpenX: driver %q, Rebind(?) = %q", x.DriverName(), x.Rebind("?"))
+	if db.DriverName() != DriverName || db.Rebind("?") != "$1" {
+		t.Errorf("Open: sqlx driver %q, Rebind(?) = %q", db.DriverName(), db.Rebind("?"))
 	}
 }
 

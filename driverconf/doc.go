@@ -1,15 +1,30 @@
 // Package driverconf turns one configuration — a URL, environment
-// variables, or a [Config] — into a *sql.DB or *sqlx.DB that is safe behind
-// a connection pooler, with either pgx (github.com/jackc/pgx/v5/stdlib) or
+// variables, or a [Config] — into a database handle that is safe behind a
+// connection pooler, with either pgx (github.com/jackc/pgx/v5/stdlib) or
 // lib/pq (github.com/lib/pq) underneath.
 //
 //	cfg, err := driverconf.FromEnv() // DATABASE_URL, DB_DRIVER, DB_POOL_MODE, …
 //	if err != nil { … }
-//	db, err := driverconf.OpenDB(cfg)
+//	db, err := driverconf.Open(cfg) // *sqladapter.DB: sqlx, InTx, Stats
 //
-// An existing database/sql program can switch with one line instead:
+// # Entry points
 //
-//	db, err := sql.Open("poolsafe", "postgres://app@pooler:6543/app?driver=pq")
+// Every way in builds the same connector, so every handle runs statements
+// the same way: pooler safety, values, errors, settings and isolation level
+// live in the connector. Only pool sizing and the acquire timeout belong to
+// the handle, because database/sql keeps them outside the driver.
+//
+//	entry point                        gives             pool sizing, AcquireTimeout
+//	---------------------------------  ----------------  ---------------------------------
+//	Open(cfg)                          *sqladapter.DB    applied from cfg
+//	sql.Open("poolsafe", url)          *sql.DB           refused in url; db.SetMaxOpenConns…
+//	sql.OpenDB(NewConnector(cfg)),     *sql.DB, or *DB   yours to set on the *sql.DB
+//	  then sqladapter.Wrap if wanted     via Wrap          (Wrap takes WithAcquireTimeout)
+//
+// [Open] is the one to use. sql.Open is the one-line switch for an existing
+// program; [NewConnector] is for code that wraps connectors itself, such as
+// otelsql. The *sqladapter.DB embeds *sqlx.DB, whose DB field is the
+// *sql.DB, for libraries that want one.
 //
 // # PgBouncer and Supabase's pooler
 //

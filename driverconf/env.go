@@ -2,7 +2,6 @@ package driverconf
 
 import (
 	"os"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -30,6 +29,9 @@ const (
 	EnvApplicationName          = "DB_APPLICATION_NAME"
 	EnvSSLMode                  = "DB_SSLMODE"
 	EnvIsolation                = "DB_ISOLATION"
+	EnvReplicaURLs              = "DATABASE_REPLICA_URLS" // comma-separated postgres:// URLs
+	EnvReplicaMaxLag            = "DB_REPLICA_MAX_LAG"
+	EnvReplicaWait              = "DB_REPLICA_WAIT"
 )
 
 // FromEnv builds a Config from the process environment: DATABASE_URL
@@ -57,80 +59,28 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 	if v, ok := get(EnvDirectURL); ok {
 		cfg.DirectURL = v
 	}
-	if v, ok := get(EnvDriver); ok {
-		d, err := parseDriver(v)
-		if err != nil {
-			return Config{}, fieldErr(EnvDriver, "%v", err)
-		}
-		cfg.Driver = d
-	}
-	if v, ok := get(EnvPoolMode); ok {
-		switch m := PoolMode(strings.ToLower(v)); m {
-		case Direct, Session, Transaction:
-			cfg.PoolMode = m
-		default:
-			return Config{}, fieldErr(EnvPoolMode, "unknown pool mode %q; use direct, session or transaction", v)
-		}
-	}
-	if v, ok := get(EnvPgxExecMode); ok {
-		cfg.PgxExecMode = PgxExecMode(strings.ToLower(v))
-	}
-	if v, ok := get(EnvSearchPath); ok {
-		cfg.SearchPath = v
-	}
-	if v, ok := get(EnvApplicationName); ok {
-		cfg.ApplicationName = v
-	}
-	if v, ok := get(EnvSSLMode); ok {
-		cfg.SSLMode = v
-	}
-	if v, ok := get(EnvIsolation); ok {
-		lvl, err := parseIsolation(v)
-		if err != nil {
-			return Config{}, fieldErr(EnvIsolation, "%v", err)
-		}
-		cfg.Isolation = lvl
-	}
-
-	ints := []struct {
-		dst        *int
-		name, twin string
-	}{
-		{&cfg.MaxOpenConns, EnvMaxOpenConns, EnvMaxPoolSize},
-		{&cfg.MaxIdleConns, EnvMaxIdleConns, EnvMinPoolSize},
-	}
-	for _, e := range ints {
-		n, set, err := envInt(get, e.name, e.twin)
-		if err != nil {
+	if v, ok := get(EnvReplicaURLs); ok {
+		if cfg.ReplicaURLs, err = splitURLList(v); err != nil {
 			return Config{}, err
 		}
-		if set {
-			*e.dst = n
-		}
 	}
-	durs := []struct {
-		dst        *time.Duration
-		name, twin string
-		guc        string // the server setting, for an explicit 0
-	}{
-		{&cfg.ConnMaxLifetime, EnvConnMaxLifetime, "", ""},
-		{&cfg.ConnMaxIdleTime, EnvConnMaxIdleTime, "", ""},
-		{&cfg.AcquireTimeout, EnvAcquireTimeout, "", ""},
-		{&cfg.ConnectTimeout, EnvConnectTimeout, EnvConnectionTimeout, ""},
-		{&cfg.StatementTimeout, EnvStatementTimeout, "", "statement_timeout"},
-		{&cfg.LockTimeout, EnvLockTimeout, "", "lock_timeout"},
-		{&cfg.IdleInTransactionTimeout, EnvIdleInTransactionTimeout, "", "idle_in_transaction_session_timeout"},
-	}
-	for _, e := range durs {
-		d, set, err := envDuration(get, e.name, e.twin)
-		if err != nil {
-			return Config{}, err
-		}
-		if set {
-			*e.dst = d
-			if d == 0 && e.guc != "" {
-				cfg.setExplicitZero(e.guc)
+	for name, field := range map[string]*time.Duration{EnvReplicaMaxLag: &cfg.ReplicaMaxLag, EnvReplicaWait: &cfg.ReplicaWait} {
+		if s, ok := get(name); ok {
+			v, err := goDuration.parse(s, true)
+			if err != nil {
+				return Config{}, fieldErr(name, "%v", err)
 			}
+			*field = v.(time.Duration)
+		}
+	}
+	for i := range keys {
+		k := &keys[i]
+		v, ok, err := envValue(get, k)
+		if err != nil {
+			return Config{}, err
+		}
+		if ok {
+			cfg.set(k, v)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -139,67 +89,43 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 	return cfg, nil
 }
 
-// envInt reads name or its legacy twin; both set to different values is an error.
-func envInt(get func(string) (string, bool), name, twin string) (int, bool, error) {
-	read := func(k string) (int, bool, error) {
-		v, ok := get(k)
+// envValue reads k's variables: the current name or its legacy twin (both
+// set to different values is an error).
+func envValue(get func(string) (string, bool), k *key) (any, bool, error) {
+	var val any
+	var from string
+	for _, name := range k.env {
+		s, ok := get(name)
 		if !ok {
-			return 0, false, nil
+			continue
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return 0, false, fieldErr(k, "must be a non-negative integer, got %q", v)
+		v, err := k.value.parse(s, true)
+		if err != nil {
+			return nil, false, fieldErr(name, "%v", err)
 		}
-		return n, true, nil
+		if from != "" && v != val {
+			return nil, false, fieldErr(from, "is %v but %s is %v; set only one", val, name, v)
+		}
+		val, from = v, name
 	}
-	n, ok, err := read(name)
-	if err != nil {
-		return 0, false, err
-	}
-	if twin == "" {
-		return n, ok, nil
-	}
-	m, tok, err := read(twin)
-	if err != nil {
-		return 0, false, err
-	}
-	if ok && tok && n != m {
-		return 0, false, fieldErr(name, "is %d but %s is %d; set only one", n, twin, m)
-	}
-	if tok {
-		return m, true, nil
-	}
-	return n, ok, nil
+	return val, from != "", nil
 }
 
-func envDuration(get func(string) (string, bool), name, twin string) (time.Duration, bool, error) {
-	read := func(k string) (time.Duration, bool, error) {
-		v, ok := get(k)
-		if !ok {
-			return 0, false, nil
+// splitURLList splits a comma-separated list of postgres:// URLs. A comma
+// inside a URL (a multi-host URL: postgres://h1,h2/db) stays in it: only a
+// comma followed by a scheme starts the next URL.
+func splitURLList(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		switch {
+		case strings.HasPrefix(part, "postgres://") || strings.HasPrefix(part, "postgresql://"):
+			out = append(out, part)
+		case len(out) == 0:
+			return nil, fieldErr(EnvReplicaURLs, "must be postgres:// URLs separated by commas")
+		default:
+			out[len(out)-1] += "," + part
 		}
-		d, err := parseSeconds(v)
-		if err != nil {
-			return 0, false, fieldErr(k, "%v", err)
-		}
-		return d, true, nil
 	}
-	d, ok, err := read(name)
-	if err != nil {
-		return 0, false, err
-	}
-	if twin == "" {
-		return d, ok, nil
-	}
-	e, tok, err := read(twin)
-	if err != nil {
-		return 0, false, err
-	}
-	if ok && tok && d != e {
-		return 0, false, fieldErr(name, "is %s but %s is %s; set only one", d, twin, e)
-	}
-	if tok {
-		return e, true, nil
-	}
-	return d, ok, nil
+	return out, nil
 }

@@ -212,6 +212,28 @@ func TestFromEnvErrors(t *testing.T) {
 	}
 }
 
+// A variable beats a URL's explicit 0 ("disabled") too: before, the 0 stayed
+// in Settings and, applied after the field, won.
+func TestFromEnvBeatsExplicitZero(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		url, env string
+		want     [][2]string
+	}{
+		{"?statement_timeout=0&lock_timeout=0", "5s", [][2]string{{"statement_timeout", "5000ms"}, {"lock_timeout", "0"}}},
+		{"?statement_timeout=5s", "0", [][2]string{{"statement_timeout", "0"}}},
+	}
+	for _, tt := range tests {
+		cfg, err := fromEnv(envLookup(map[string]string{EnvDatabaseURL: envURL + tt.url, EnvStatementTimeout: tt.env}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.TxSettings(); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("URL %s, %s=%s: TxSettings() = %q, want %q", tt.url, EnvStatementTimeout, tt.env, got, tt.want)
+		}
+	}
+}
+
 // FromEnv reads the process environment. Not parallel: t.Setenv.
 func TestFromEnvProcessEnvironment(t *testing.T) {
 	for _, k := range []string{

@@ -1,12 +1,14 @@
 package driverconf_test
 
 import (
+	"database/sql"
 	"fmt"
 	"log"
 	"os"
 	"time"
 
 	"github.com/scrapersky/poolsafe/driverconf"
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // Parse reads the original system's URL: the no-prepare hints select
@@ -61,9 +63,12 @@ func ExampleFromEnv() {
 	// Output: pq transaction 20 5s
 }
 
-// OpenDB makes no connection; the first query (or db.PingContext) does.
-func ExampleOpenDB() {
-	db, err := driverconf.OpenDB(driverconf.Config{
+// NewConnector is for code that opens the *sql.DB itself, for example
+// through a tracing wrapper such as otelsql.OpenDB. Everything a Config asks
+// of a connection is in the connector; pool sizing is the caller's, and
+// sqladapter.Wrap adds InTx and Stats. No connection is made here.
+func ExampleNewConnector() {
+	c, err := driverconf.NewConnector(driverconf.Config{
 		URL:      "postgres://app:pw@127.0.0.1:6432/app",
 		Driver:   driverconf.PGX,
 		PoolMode: driverconf.Transaction,
@@ -71,9 +76,12 @@ func ExampleOpenDB() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	sqlDB := sql.OpenDB(c) // or otelsql.OpenDB(c)
+	sqlDB.SetMaxOpenConns(10)
+	db := sqladapter.Wrap(sqlDB)
 	defer db.Close()
-	fmt.Println(db.Stats().MaxOpenConnections)
-	// Output: 10
+	fmt.Println(db.Stats().MaxOpenConnections, db.Rebind("id = ?"))
+	// Output: 10 id = $1
 }
 
 // Open returns the sqladapter handle: pooler-safe connections plus InTx.
@@ -90,4 +98,32 @@ func ExampleOpen() {
 	defer db.Close()
 	fmt.Println(db.DriverName(), db.Stats().MaxOpenConnections)
 	// Output: poolsafe 10
+}
+
+// Explain says what a configuration becomes, without connecting; the
+// password is never shown. `poolsafe explain URL` prints the same.
+func ExampleConfig_Explain() {
+	cfg, err := driverconf.Parse("postgres://app:s3cret@127.0.0.1:6543/app?sslmode=disable&driver=pq&search_path=tenant1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(cfg.Explain())
+	// Output:
+	// URL:        postgres://app:xxxxx@127.0.0.1:6543/app?sslmode=disable&driver=pq&search_path=tenant1
+	// driver:     pq (from the URL; the other is pgx: driver=pgx or DB_DRIVER=pgx)
+	// pool mode:  transaction (from the URL: port 6543, Supabase's transaction pooler)
+	// URL keys:
+	//   moved driver=pq to Config.Driver
+	//   moved search_path=tenant1 to Config.SearchPath
+	//   port 6543 (Supabase transaction pooler): transaction mode
+	// connection: user='app' password='xxxxx' host='127.0.0.1' port='6543' dbname='app' sslmode='disable' connect_timeout='10'
+	// lib/pq:     binary_parameters=yes: a query with arguments is one round trip with the unnamed statement
+	// cancel:     no CancelRequest reaches the pooler: a context that ends mid-statement closes that connection
+	// prepare:    client-side: db.Prepare and sqlx's prepared statements leave nothing on a server connection
+	// settings:
+	//   search_path=tenant1: set_config(…, true) after BEGIN in every transaction (one more round trip); a statement outside a transaction runs in one of its own (four round trips instead of one) — ALTER ROLE … SET costs nothing
+	// pool:       MaxOpenConns 10, MaxIdleConns 5, ConnMaxLifetime 30m0s, ConnMaxIdleTime 5m0s, AcquireTimeout 0 (as long as the call's context allows), ConnectTimeout 10s
+	// hazards:
+	//   - server settings through a transaction pooler cost round trips on every statement outside a transaction; set them on the role (ALTER ROLE … SET) or the database, or schema-qualify names instead of search_path
+	//   - no DirectURL (DIRECT_URL): migrations, LISTEN and session advisory locks need a session-capable URL
 }

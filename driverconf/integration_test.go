@@ -45,13 +45,13 @@ func targets(u testdb.URLs) []target {
 
 func openT(t *testing.T, cfg driverconf.Config) *sql.DB {
 	t.Helper()
-	db, err := driverconf.OpenDB(cfg)
+	db, err := driverconf.Open(cfg)
 	if err != nil {
-		t.Fatalf("OpenDB(%s): %v", cfg, err)
+		t.Fatalf("Open(%s): %v", cfg, err)
 	}
 	t.Cleanup(func() { db.Close() })
-	testdb.Ping(t, db)
-	return db
+	testdb.Ping(t, db.DB.DB)
+	return db.DB.DB
 }
 
 func requireClean(t *testing.T, r testdb.Result) {

@@ -15,7 +15,7 @@ import (
 // DriverName is the name of the database/sql driver this package
 // registers: sql.Open("poolsafe", url) opens url through poolsafe, with the
 // driver chosen by the URL key driver=pgx|pq (default pgx). Pool sizing
-// keys in the URL cannot reach a *sql.DB opened this way: use [OpenDB].
+// keys in the URL cannot reach a *sql.DB opened this way: use [Open].
 const DriverName = "poolsafe"
 
 func init() {
@@ -26,7 +26,12 @@ func init() {
 // NewConnector returns a pooler-safe driver.Connector for cfg, for callers
 // that wrap connectors themselves (otelsql, sqlhooks) before sql.OpenDB. It
 // does no network I/O. Pool sizing fields are not part of a connector: apply
-// them to the *sql.DB yourself, or use [OpenDB].
+// them to the *sql.DB yourself, or use [Open]. [sqladapter.Wrap] gives the
+// *sql.DB you open over it InTx and Stats:
+//
+//	c, err := driverconf.NewConnector(cfg)
+//	sqlDB := otelsql.OpenDB(c) // or sql.OpenDB(c)
+//	db := sqladapter.Wrap(sqlDB)
 func NewConnector(cfg Config) (driver.Connector, error) {
 	r, err := cfg.resolve()
 	if err != nil {
@@ -82,23 +87,48 @@ func Open(cfg Config) (*sqladapter.DB, error) {
 		return nil, err
 	}
 	r.metrics = new(sqladapter.Metrics)
+	replicas, err := openReplicas(r)
+	if err != nil {
+		return nil, err
+	}
 	db, err := openDB(r)
 	if err != nil {
+		for _, rep := range replicas {
+			rep.DB.Close()
+		}
 		return nil, err
 	}
-	return sqladapter.Wrap(db, DriverName,
+	return sqladapter.Wrap(db,
 		sqladapter.WithMetrics(r.metrics),
-		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout)), nil
+		sqladapter.WithAcquireTimeout(r.cfg.AcquireTimeout),
+		sqladapter.WithReplicas(sqladapter.ReplicaOptions{MaxLag: r.cfg.ReplicaMaxLag, Wait: r.cfg.ReplicaWait}, replicas...)), nil
 }
 
-// OpenDB returns a *sql.DB for cfg with its pool settings applied. It does
-// no network I/O: the first query (or db.PingContext) connects.
-func OpenDB(cfg Config) (*sql.DB, error) {
-	r, err := cfg.resolve()
+// openReplicas opens a handle per replica, each with the pool mode of its
+// own URL (see Config.ReplicaURLs) and the primary's pool settings.
+func openReplicas(r *resolved) ([]sqladapter.Replica, error) {
+	cfgs, err := r.cfg.replicas()
 	if err != nil {
 		return nil, err
 	}
-	return openDB(r)
+	var out []sqladapter.Replica
+	for _, c := range cfgs {
+		rr, err := c.resolve()
+		if err == nil {
+			rr.metrics = new(sqladapter.Metrics) // the primary's Stats count the primary's queries
+			var db *sql.DB
+			if db, err = openDB(rr); err == nil {
+				out = append(out, sqladapter.Replica{Name: RedactURL(c.URL),
+					DB: sqladapter.Wrap(db, sqladapter.WithMetrics(rr.metrics), sqladapter.WithAcquireTimeout(c.AcquireTimeout))})
+				continue
+			}
+		}
+		for _, rep := range out {
+			rep.DB.Close()
+		}
+		return nil, fmt.Errorf("replica %s: %w", RedactURL(c.URL), err)
+	}
+	return out, nil
 }
 
 func openDB(r *resolved) (*sql.DB, error) {
@@ -112,15 +142,6 @@ func openDB(r *resolved) (*sql.DB, error) {
 	db.SetConnMaxLifetime(r.cfg.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(r.cfg.ConnMaxIdleTime)
 	return db, nil
-}
-
-// OpenX is [OpenDB] returning a sqlx handle whose bindvar is $n.
-func OpenX(cfg Config) (*sqlx.DB, error) {
-	db, err := OpenDB(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return sqlx.NewDb(db, DriverName), nil
 }
 
 // connector reports the poolsafe driver as its driver.
@@ -143,19 +164,13 @@ func (poolsafeDriver) Open(name string) (driver.Conn, error) {
 }
 
 func (poolsafeDriver) OpenConnector(name string) (driver.Connector, error) {
-	p, err := parseConn(name)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range []string{"connection_limit", "pool_max_conns", "pool_min_conns", "pool_max_conn_lifetime", "pool_max_conn_idle_time", "pool_timeout"} {
-		if _, ok := p.fields[k]; ok {
-			return nil, fieldErr(k, "sizes the pool, which sql.Open(%q, url) cannot reach; remove it and call "+
-				"db.SetMaxOpenConns & co. on the *sql.DB, or open with driverconf.Open, which applies it", DriverName)
-		}
-	}
 	cfg, err := Parse(name)
 	if err != nil {
 		return nil, err
+	}
+	if k := cfg.src.poolKey(); k != "" {
+		return nil, fieldErr(k, "sizes the pool, which sql.Open(%q, url) cannot reach; remove it and call "+
+			"db.SetMaxOpenConns & co. on the *sql.DB, or open with driverconf.Open, which applies it", DriverName)
 	}
 	return NewConnector(cfg)
 }

@@ -1,110 +1,18 @@
 package driverconf
 
 import (
-	"database/sql"
 	"fmt"
-	"math"
+	"maps"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
-// driverSupport lists which drivers understand a libpq connection parameter.
-type driverSupport struct{ pgx, pq bool }
-
-var both = driverSupport{pgx: true, pq: true}
-
-// connParams are the libpq connection parameters passed through to the
-// driver, with the drivers that understand them. A key one driver lacks is
-// an error for that driver rather than a startup parameter the server or
-// pooler would reject.
-var connParams = map[string]driverSupport{
-	"host":                     both,
-	"hostaddr":                 {pq: true},
-	"port":                     both,
-	"dbname":                   both,
-	"user":                     both,
-	"password":                 both,
-	"passfile":                 both,
-	"sslcert":                  both,
-	"sslkey":                   both,
-	"sslrootcert":              both,
-	"sslsni":                   both,
-	"sslnegotiation":           both,
-	"sslpassword":              {pgx: true},
-	"sslcertmode":              {pgx: true},
-	"ssl_min_protocol_version": {pq: true},
-	"ssl_max_protocol_version": {pq: true},
-	"krbsrvname":               both,
-	"krbspn":                   both,
-	"target_session_attrs":     both,
-	"load_balance_hosts":       {pq: true},
-	"service":                  both,
-	"servicefile":              {pgx: true},
-	"channel_binding":          {pgx: true},
-	"require_auth":             {pgx: true},
-	"min_protocol_version":     both,
-	"max_protocol_version":     both,
-}
-
-// fieldKeys are keys whose values move into Config fields.
-var fieldKeys = map[string]bool{
-	"application_name": true, "fallback_application_name": true,
-	"connect_timeout": true, "sslmode": true, "driver": true,
-	"search_path": true, "schema": true, "currentSchema": true,
-	"statement_timeout": true, "lock_timeout": true,
-	"idle_in_transaction_session_timeout": true,
-	"default_transaction_isolation":       true,
-	"default_query_exec_mode":             true,
-	"options":                             true,
-	"client_encoding":                     true,
-	// pool sizing from Prisma and pgxpool
-	"connection_limit": true, "pool_timeout": true,
-	"pool_max_conns": true, "pool_min_conns": true,
-	"pool_max_conn_lifetime": true, "pool_max_conn_idle_time": true,
-}
-
-// fieldOf names the Config field each field key (other than those
-// libpq itself knows) moves into, for Notes.
-var fieldOf = map[string]string{
-	"driver": "Driver", "search_path": "SearchPath", "schema": "SearchPath",
-	"currentSchema": "SearchPath", "statement_timeout": "StatementTimeout",
-	"lock_timeout": "LockTimeout", "idle_in_transaction_session_timeout": "IdleInTransactionTimeout",
-	"default_transaction_isolation": "Isolation", "default_query_exec_mode": "PgxExecMode",
-	"connection_limit": "MaxOpenConns", "pool_max_conns": "MaxOpenConns",
-	"pool_min_conns": "MaxIdleConns", "pool_timeout": "AcquireTimeout",
-	"pool_max_conn_lifetime": "ConnMaxLifetime", "pool_max_conn_idle_time": "ConnMaxIdleTime",
-}
-
-// hintKeys are pool-mode hints. All are removed.
-var hintKeys = map[string]bool{
-	"pool_mode": true, "pgbouncer": true, "no_prepare": true,
-	"statement_cache_size": true, "prepare_threshold": true,
-	"prepareThreshold": true, "raw_sql": true,
-}
-
-// foreignKeys are other drivers' and tools' keys, removed because poolsafe
-// chooses those settings itself or they mean nothing to PostgreSQL.
-var foreignKeys = map[string]string{
-	"binary_parameters":              "lib/pq setting; poolsafe sets it",
-	"disable_prepared_binary_result": "lib/pq setting",
-	"sslinline":                      "lib/pq setting",
-	"statement_cache_capacity":       "pgx setting; poolsafe sets it per pool mode",
-	"description_cache_capacity":     "pgx setting; poolsafe sets it per pool mode",
-	"prefer_simple_protocol":         "pgx setting; use PgxExecMode",
-	"pool_health_check_period":       "pgxpool setting",
-	"pool_max_conn_lifetime_jitter":  "pgxpool setting",
-	"socket_timeout":                 "Prisma setting; use context deadlines",
-	"sslaccept":                      "Prisma setting; use sslmode",
-	"sslidentity":                    "Prisma setting; use sslcert/sslkey",
-	"datestyle":                      "both drivers require ISO",
-}
-
-// parsed is the result of reading a connection string.
-type parsed struct {
-	conn     []kv              // libpq connection parameters, in input order
-	fields   map[string]string // field keys and their raw values
+// connString is a connection string read once, sorted by the [keys] table.
+type connString struct {
+	raw      string            // as given
+	conn     []kv              // libpq connection parameters (use passed), in input order
+	values   map[string]string // keys read into fields, by the name given
 	settings map[string]string // server settings from unknown keys and options
 	mode     PoolMode          // inferred pool mode, "" when nothing says
 	byKey    bool              // mode came from a key, not from the port
@@ -113,57 +21,58 @@ type parsed struct {
 
 type kv struct{ k, v string }
 
-func (p *parsed) get(k string) (string, bool) {
-	for _, e := range p.conn {
-		if e.k == k {
-			return e.v, true
-		}
-	}
-	return "", false
-}
-
 // Parse reads a connection string — a postgres:// or postgresql:// URL, or a
 // libpq key=value DSN — into a Config. It infers PoolMode, moves pool and
 // timeout keys into fields, and removes every key that is not a libpq
 // connection parameter, so neither driver ever sends one as a startup
 // parameter. [Config.Notes] says what it did with each removed key.
 func Parse(rawURL string) (Config, error) {
-	p, err := parseConn(rawURL)
+	p, err := parseConnString(rawURL)
 	if err != nil {
 		return Config{}, err
 	}
-	cfg := Config{URL: rawURL, PoolMode: p.mode, notes: p.notes}
-	if err := cfg.applyFields(p); err != nil {
+	cfg := Config{URL: rawURL, src: p}
+	if err := p.fill(&cfg); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
 }
 
-// parseConn splits a connection string into its parts and infers the pool
-// mode. Errors never quote the string (it may hold a password).
-func parseConn(raw string) (*parsed, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
+// source returns c.URL read: the reading Parse kept while URL is unchanged,
+// else a new one.
+func (c Config) source() (*connString, error) {
+	if c.src != nil && c.src.raw == c.URL {
+		return c.src, nil
+	}
+	return parseConnString(c.URL)
+}
+
+// parseConnString splits a connection string into its parts and infers the
+// pool mode. Errors never quote the string (it may hold a password).
+func parseConnString(raw string) (*connString, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
 		return nil, fieldErr("URL", "is empty; set it to a postgres:// URL or a key=value DSN")
 	}
-	if strings.IndexByte(raw, 0) >= 0 {
+	if strings.IndexByte(s, 0) >= 0 {
 		return nil, fieldErr("URL", "contains a NUL byte")
 	}
 	var pairs []kv
 	var err error
-	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
-		pairs, err = splitURL(raw)
-	} else if i := strings.Index(raw, "://"); i > 0 && isURLScheme(raw[:i]) {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		pairs, err = splitURL(s)
+	} else if i := strings.Index(s, "://"); i > 0 && isURLScheme(s[:i]) {
 		// Another URL scheme; "://" further on (a quoted DSN password)
 		// does not make a key=value string a URL.
 		return nil, fieldErr("URL", "scheme must be postgres:// or postgresql://")
 	} else {
-		pairs, err = splitDSN(raw)
+		pairs, err = splitDSN(s)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return classify(pairs)
+	p := &connString{raw: raw, values: map[string]string{}, settings: map[string]string{}}
+	return p, p.classify(pairs)
 }
 
 // isURLScheme reports whether s is a URL scheme (RFC 3986: a letter, then
@@ -189,64 +98,86 @@ func isParamName(k string) bool {
 	return k != ""
 }
 
-func classify(pairs []kv) (*parsed, error) {
-	p := &parsed{fields: map[string]string{}, settings: map[string]string{}}
+// classify sorts pairs by what the table says happens to each key.
+func (p *connString) classify(pairs []kv) error {
 	var explicit PoolMode
-	var explicitKey, hintKey string
+	var explicitKey, hintKey, port string
 	seen := map[string]bool{}
 	for _, e := range pairs {
 		if seen[e.k] && e.k != "options" {
-			return nil, fieldErr(e.k, "is given more than once")
+			return fieldErr(e.k, "is given more than once")
 		}
 		seen[e.k] = true
+		k := keyNamed[e.k]
 		switch {
-		case connParams[e.k] != driverSupport{}:
-			p.conn = append(p.conn, e)
-		case hintKeys[e.k]:
-			mode, err := hintMode(e.k, e.v)
-			if err != nil {
-				return nil, err
+		case k == nil:
+			if err := p.addSetting(e.k, e.v, "URL key "+e.k); err != nil {
+				return err
 			}
-			if e.k == "pool_mode" {
+		case k.use == passed:
+			p.conn = append(p.conn, e)
+			if e.k == "port" {
+				port = e.v
+			}
+		case k.use == hint:
+			mode, err := k.impliedMode(e.v)
+			if err != nil {
+				return fieldErr(e.k, "%v", err)
+			}
+			if k.field == "PoolMode" {
 				explicit, explicitKey = mode, e.k+"="+e.v
 			} else if mode == Transaction && hintKey == "" {
 				hintKey = e.k + "=" + e.v
 			}
 			p.notes = append(p.notes, fmt.Sprintf("removed %s=%s: pool-mode hint", e.k, e.v))
-		case fieldKeys[e.k]:
-			if e.k == "options" {
-				if err := parseOptions(e.v, p); err != nil {
-					return nil, err
-				}
-				p.notes = append(p.notes, "removed options: its -c settings moved to Config fields")
-				continue
+		case k.use == removed:
+			p.notes = append(p.notes, fmt.Sprintf("removed %s: %s", e.k, k.why))
+		case k.value == optionList:
+			if err := p.parseOptions(e.v); err != nil {
+				return err
 			}
-			p.fields[e.k] = e.v
-			if f := fieldOf[e.k]; f != "" {
-				p.notes = append(p.notes, fmt.Sprintf("moved %s=%s to Config.%s", e.k, e.v, f))
-			}
-		case foreignKeys[e.k] != "":
-			p.notes = append(p.notes, fmt.Sprintf("removed %s: %s", e.k, foreignKeys[e.k]))
+			p.notes = append(p.notes, "removed options: its -c settings moved to Config fields")
 		default:
-			if err := addSetting(p, e.k, e.v, "URL key "+e.k); err != nil {
-				return nil, err
+			p.values[e.k] = e.v
+			if k.field != "" && k.use != sent {
+				p.notes = append(p.notes, fmt.Sprintf("moved %s=%s to Config.%s", e.k, e.v, k.field))
 			}
 		}
 	}
 	switch {
 	case explicit != "" && hintKey != "" && explicit != Transaction:
-		return nil, fieldErr("pool_mode", "%s conflicts with %s, which means transaction mode; remove one", explicitKey, hintKey)
+		return fieldErr("pool_mode", "%s conflicts with %s, which means transaction mode; remove one", explicitKey, hintKey)
 	case explicit != "":
 		p.mode, p.byKey = explicit, true
 	case hintKey != "":
 		p.mode, p.byKey = Transaction, true
-	default:
-		if port, ok := p.get("port"); ok && hasPort(port, "6543") {
-			p.mode = Transaction
-			p.notes = append(p.notes, "port 6543 (Supabase transaction pooler): transaction mode")
+	case hasPort(port, "6543"):
+		p.mode = Transaction
+		p.notes = append(p.notes, "port 6543 (Supabase transaction pooler): transaction mode")
+	}
+	return nil
+}
+
+// given returns the names of k that the connection string gives a value
+// to be read, in k's order.
+func (p *connString) given(k *key) []string {
+	var names []string
+	for _, n := range k.names() {
+		if _, ok := p.values[n]; ok {
+			names = append(names, n)
 		}
 	}
-	return p, nil
+	return names
+}
+
+// poolKey returns a key given that Open applies to its pool, "" if none.
+func (p *connString) poolKey() string {
+	for i := range keys {
+		if g := p.given(&keys[i]); keys[i].use == pool && len(g) > 0 {
+			return g[0]
+		}
+	}
+	return ""
 }
 
 func hasPort(ports, want string) bool {
@@ -258,42 +189,10 @@ func hasPort(ports, want string) bool {
 	return false
 }
 
-// hintMode returns the mode a hint key implies, "" when it implies none.
-func hintMode(k, v string) (PoolMode, error) {
-	lv := strings.ToLower(strings.TrimSpace(v))
-	switch k {
-	case "pool_mode":
-		switch PoolMode(lv) {
-		case Direct, Session, Transaction:
-			return PoolMode(lv), nil
-		case "statement":
-			return "", fieldErr(k, "statement pooling cannot run transactions; use transaction")
-		}
-		return "", fieldErr(k, "unknown pool mode %q; use direct, session or transaction", v)
-	case "pgbouncer", "no_prepare", "raw_sql":
-		b, err := strconv.ParseBool(lv)
-		if err != nil {
-			return "", fieldErr(k, "must be true or false, got %q", v)
-		}
-		if b {
-			return Transaction, nil
-		}
-		return "", nil
-	default: // statement_cache_size, prepare_threshold, prepareThreshold
-		n, err := strconv.Atoi(lv)
-		if err != nil || n < 0 {
-			return "", fieldErr(k, "must be a non-negative integer, got %q", v)
-		}
-		if n == 0 {
-			return Transaction, nil
-		}
-		return "", nil
-	}
-}
-
 // parseOptions reads libpq's options value: "-c name=value" or
-// "--name=value" items separated by spaces, with backslash escapes.
-func parseOptions(v string, p *parsed) error {
+// "--name=value" items separated by spaces, with backslash escapes. A name
+// that is a key read into a field sets that field; any other is a setting.
+func (p *connString) parseOptions(v string) error {
 	words, err := splitOptionWords(v)
 	if err != nil {
 		return err
@@ -317,17 +216,16 @@ func parseOptions(v string, p *parsed) error {
 			return fieldErr("options", "setting %q must be name=value", setting)
 		}
 		name = strings.ReplaceAll(name, "-", "_")
-		if fieldKeys[name] || name == "search_path" {
-			p.fields[name] = val
+		if k := keyNamed[name]; k != nil && k.readIntoConfig() {
+			p.values[name] = val
 			continue
 		}
-		if err := addSetting(p, name, val, "options"); err != nil {
+		if err := p.addSetting(name, val, "options"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
 func splitOptionWords(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
@@ -360,7 +258,7 @@ func splitOptionWords(s string) ([]string, error) {
 }
 
 // addSetting records a server setting (GUC) after checking its name.
-func addSetting(p *parsed, name, val, from string) error {
+func (p *connString) addSetting(name, val, from string) error {
 	if !validSettingName(name) {
 		return fieldErr(name, "is not a libpq connection parameter, a known pooler or driver key, or a valid server setting name")
 	}
@@ -584,223 +482,40 @@ func splitDSN(s string) ([]kv, error) {
 	}
 }
 
-// applyFields copies field keys from the connection string into c where the
-// field is still unset. Explicitly set fields win.
-func (c *Config) applyFields(p *parsed) error {
-	f := p.fields
-	setStr := func(dst *string, key string) {
-		if v, ok := f[key]; ok && *dst == "" {
-			*dst = v
+// fill copies the keys read into fields into c's fields that are still
+// unset: explicitly set fields win. Of two names of one key, the first in
+// the table wins.
+func (p *connString) fill(c *Config) error {
+	for i := range keys {
+		k := &keys[i]
+		if !k.readIntoConfig() || k.value == optionList {
+			continue
 		}
-	}
-	setDur := func(dst *time.Duration, key string, parse func(string) (time.Duration, error)) error {
-		v, ok := f[key]
-		if !ok || *dst != 0 {
-			return nil
+		given := p.given(k)
+		if len(given) == 0 {
+			continue
 		}
-		d, err := parse(v)
+		if k.oneName && len(given) > 1 {
+			return fieldErr(given[0], "conflicts with %s; keep one", given[1])
+		}
+		if k.field != "" && !c.fieldOf(k).IsZero() {
+			continue
+		}
+		v, err := k.value.parse(p.values[given[0]], false)
 		if err != nil {
-			return fieldErr(key, "%v", err)
+			return fieldErr(given[0], "%v", err)
 		}
-		*dst = d
-		if d == 0 && gucTimeouts[key] {
-			c.setExplicitZero(key)
-		}
-		return nil
-	}
-	setInt := func(dst *int, key string) error {
-		v, ok := f[key]
-		if !ok || *dst != 0 {
-			return nil
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 {
-			return fieldErr(key, "must be a non-negative integer, got %q", v)
-		}
-		*dst = n
-		return nil
-	}
-
-	if v, ok := f["driver"]; ok && c.Driver == "" {
-		d, err := parseDriver(v)
-		if err != nil {
-			return fieldErr("driver", "%v", err)
-		}
-		c.Driver = d
-	}
-	if v, ok := f["client_encoding"]; ok && !strings.EqualFold(strings.ReplaceAll(v, "-", ""), "utf8") {
-		return fieldErr("client_encoding", "must be UTF8 (both drivers require it), got %q", v)
-	}
-	setStr(&c.ApplicationName, "application_name")
-	setStr(&c.ApplicationName, "fallback_application_name")
-	setStr(&c.SSLMode, "sslmode")
-	setStr(&c.SearchPath, "search_path")
-	setStr(&c.SearchPath, "schema")
-	setStr(&c.SearchPath, "currentSchema")
-	if v, ok := f["default_query_exec_mode"]; ok && c.PgxExecMode == "" {
-		c.PgxExecMode = PgxExecMode(v)
-	}
-	if v, ok := f["default_transaction_isolation"]; ok && c.Isolation == sql.LevelDefault {
-		lvl, err := parseIsolation(v)
-		if err != nil {
-			return fieldErr("default_transaction_isolation", "%v", err)
-		}
-		c.Isolation = lvl
-	}
-	for _, e := range []struct {
-		dst   *time.Duration
-		key   string
-		parse func(string) (time.Duration, error)
-	}{
-		{&c.ConnectTimeout, "connect_timeout", parseSeconds},
-		{&c.StatementTimeout, "statement_timeout", parseGUCDuration},
-		{&c.LockTimeout, "lock_timeout", parseGUCDuration},
-		{&c.IdleInTransactionTimeout, "idle_in_transaction_session_timeout", parseGUCDuration},
-		{&c.AcquireTimeout, "pool_timeout", parseSeconds},
-		{&c.ConnMaxLifetime, "pool_max_conn_lifetime", parseGoDuration},
-		{&c.ConnMaxIdleTime, "pool_max_conn_idle_time", parseGoDuration},
-	} {
-		if err := setDur(e.dst, e.key, e.parse); err != nil {
-			return err
+		if k.field != "" {
+			c.set(k, v)
 		}
 	}
-	if _, a := f["connection_limit"]; a {
-		if _, b := f["pool_max_conns"]; b {
-			return fieldErr("connection_limit", "conflicts with pool_max_conns; keep one")
-		}
-	}
-	for _, k := range []string{"connection_limit", "pool_max_conns"} {
-		if err := setInt(&c.MaxOpenConns, k); err != nil {
-			return err
-		}
-	}
-	if err := setInt(&c.MaxIdleConns, "pool_min_conns"); err != nil {
-		return err
+	if c.PoolMode == "" {
+		c.PoolMode = p.mode
 	}
 	if len(p.settings) > 0 {
-		merged := make(map[string]string, len(p.settings)+len(c.Settings))
-		for k, v := range p.settings {
-			merged[k] = v
-		}
-		for k, v := range c.Settings {
-			merged[k] = v
-		}
+		merged := maps.Clone(p.settings)
+		maps.Copy(merged, c.Settings) // explicit settings win
 		c.Settings = merged
 	}
 	return nil
-}
-
-// gucTimeouts are the server timeouts that Config keeps as durations, where
-// zero means "the server's default" — not "disabled".
-var gucTimeouts = map[string]bool{
-	"statement_timeout": true, "lock_timeout": true, "idle_in_transaction_session_timeout": true,
-}
-
-// setExplicitZero records a timeout set to 0 ("disabled") explicitly, as a
-// setting, so that it is sent rather than taken for unset.
-func (c *Config) setExplicitZero(key string) {
-	if _, ok := c.Settings[key]; ok {
-		return
-	}
-	m := make(map[string]string, len(c.Settings)+1)
-	for k, v := range c.Settings {
-		m[k] = v
-	}
-	m[key] = "0"
-	c.Settings = m
-}
-
-func parseDriver(v string) (Driver, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "pgx", "pgx/v5":
-		return PGX, nil
-	case "pq", "postgres", "lib/pq":
-		return PQ, nil
-	}
-	return "", fmt.Errorf("unknown driver %q; use pgx or pq", v)
-}
-
-func parseIsolation(v string) (sql.IsolationLevel, error) {
-	s := strings.ToLower(strings.Join(strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '_' || r == '-' }), " "))
-	switch s {
-	case "read committed":
-		return sql.LevelReadCommitted, nil
-	case "repeatable read":
-		return sql.LevelRepeatableRead, nil
-	case "serializable":
-		return sql.LevelSerializable, nil
-	case "read uncommitted":
-		return sql.LevelReadUncommitted, nil
-	}
-	return 0, fmt.Errorf("unknown isolation level %q; use read committed, repeatable read or serializable", v)
-}
-
-// parseSeconds reads a whole or fractional number of seconds, or a Go duration.
-func parseSeconds(v string) (time.Duration, error) {
-	v = strings.TrimSpace(v)
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return floatDuration(f, time.Second, v)
-	}
-	return parseGoDuration(v)
-}
-
-// parseGoDuration reads a Go duration such as "1m30s".
-func parseGoDuration(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(v))
-	if err != nil {
-		return 0, fmt.Errorf("want a duration such as 30s or 5m, got %q", v)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("must not be negative, got %q", v)
-	}
-	return d, nil
-}
-
-// parseGUCDuration reads a PostgreSQL time setting: a bare number is
-// milliseconds; units us, ms, s, min, h, d; or a Go duration.
-func parseGUCDuration(v string) (time.Duration, error) {
-	s := strings.TrimSpace(v)
-	i := 0
-	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
-		i++
-	}
-	num, unit := s[:i], strings.TrimSpace(s[i:])
-	if f, err := strconv.ParseFloat(num, 64); err == nil {
-		mult := map[string]time.Duration{
-			"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond,
-			"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour,
-		}
-		if m, ok := mult[unit]; ok {
-			d, err := floatDuration(f, m, v)
-			if err == nil && d > maxGUCDuration {
-				return 0, fmt.Errorf("%q is more than PostgreSQL allows (%dms)", v, maxGUCDuration.Milliseconds())
-			}
-			return d, err
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("want milliseconds or a value with a unit (us, ms, s, min, h, d), got %q", v)
-	}
-	if d > maxGUCDuration {
-		return 0, fmt.Errorf("%q is more than PostgreSQL allows (%dms)", v, maxGUCDuration.Milliseconds())
-	}
-	return d, nil
-}
-
-// maxGUCDuration is the largest PostgreSQL timeout setting (INT_MAX ms).
-const maxGUCDuration = math.MaxInt32 * time.Millisecond
-
-// floatDuration converts f units into a Duration, rejecting negative,
-// non-finite and overflowing values.
-func floatDuration(f float64, unit time.Duration, raw string) (time.Duration, error) {
-	switch {
-	case math.IsNaN(f) || math.IsInf(f, 0):
-		return 0, fmt.Errorf("want a finite number, got %q", raw)
-	case f < 0:
-		return 0, fmt.Errorf("must not be negative, got %q", raw)
-	case f*float64(unit) >= math.MaxInt64:
-		return 0, fmt.Errorf("%q is too large", raw)
-	}
-	return time.Duration(f * float64(unit)), nil
 }

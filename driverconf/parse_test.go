@@ -161,6 +161,8 @@ func TestParseFields(t *testing.T) {
 		{"default_query_exec_mode exec", base + "?default_query_exec_mode=exec", driverconf.Config{PgxExecMode: driverconf.ExecModeExec}},
 		{"default_query_exec_mode simple_protocol", base + "?default_query_exec_mode=simple_protocol",
 			driverconf.Config{PgxExecMode: driverconf.ExecModeSimpleProtocol}},
+		{"default_query_exec_mode read like DB_PGX_EXEC_MODE", base + "?default_query_exec_mode=Simple_Protocol",
+			driverconf.Config{PgxExecMode: driverconf.ExecModeSimpleProtocol}},
 		{"default_query_exec_mode cache_statement direct", base + "?default_query_exec_mode=cache_statement",
 			driverconf.Config{PgxExecMode: driverconf.ExecModeCacheStatement}},
 
@@ -421,7 +423,7 @@ func TestValidateErrors(t *testing.T) {
 			checkFieldError(t, tt.cfg.Validate(), tt.field)
 			_, err := driverconf.NewConnector(tt.cfg)
 			checkFieldError(t, err, tt.field)
-			db, err := driverconf.OpenDB(tt.cfg)
+			db, err := driverconf.Open(tt.cfg)
 			if db != nil {
 				db.Close()
 			}
@@ -708,7 +710,7 @@ func TestExplicitFieldsBeatURL(t *testing.T) {
 		// TxSettings reads only the Config's own fields.
 		t.Errorf("TxSettings() = %q, want %q", got, want)
 	}
-	db, err := driverconf.OpenDB(cfg)
+	db, err := driverconf.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

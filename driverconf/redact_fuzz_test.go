@@ -158,8 +158,8 @@ func joinQuery(a, b string) string {
 // everyOutput gathers every text a configuration can show a person: the
 // errors of Parse, FromEnv and Validate (and of building a connector, which
 // does no I/O), String, %v, %+v, %#v, Notes, the slog records that carry
-// the Config (text and JSON handlers), RedactURL. It also returns Parse's
-// error.
+// the Config (text and JSON handlers), RedactURL — for the string as URL,
+// DirectURL and one of the ReplicaURLs. It also returns Parse's error.
 func everyOutput(connString string) (string, error) {
 	var b strings.Builder
 	line := func(s string) {
@@ -202,9 +202,11 @@ func everyOutput(connString string) (string, error) {
 	show(cfg)
 	show(Config{URL: connString})
 	show(Config{URL: "postgres://db.example.com/app", DirectURL: connString})
+	show(Config{URL: "postgres://db.example.com/app", ReplicaURLs: []string{"postgres://replica.example.com/app", connString}})
 	for _, env := range []map[string]string{
 		{EnvDatabaseURL: connString, EnvDriver: "pq"},
 		{EnvDatabaseURL: "postgres://db.example.com/app", EnvDirectURL: connString},
+		{EnvDatabaseURL: "postgres://db.example.com/app", EnvReplicaURLs: connString},
 	} {
 		c, err := fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 		if err != nil {

@@ -173,7 +173,7 @@ func TestErrorsNeverContainPassword(t *testing.T) {
 				errs = append(errs, c.Validate())
 				_, err := driverconf.NewConnector(c)
 				errs = append(errs, err)
-				db, err := driverconf.OpenDB(c)
+				db, err := driverconf.Open(c)
 				if db != nil {
 					db.Close()
 				}

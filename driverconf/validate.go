@@ -24,22 +24,23 @@ type resolved struct {
 	cfg     Config
 	conn    []kv
 	metrics *sqladapter.Metrics
+	// emptyAppName: the URL gives application_name='' and nothing else
+	// names one, so '' is sent as the drivers would send it; sending none
+	// would let the driver take PGAPPNAME from the environment instead.
+	emptyAppName bool
 }
 
-// resolve parses c.URL, fills unset fields from it, applies defaults and
-// validates the result.
+// resolve reads c.URL (once: Parse's reading is reused), fills unset fields
+// from it, applies defaults and validates the result.
 func (c Config) resolve() (*resolved, error) {
-	p, err := parseConn(c.URL)
+	p, err := c.source()
 	if err != nil {
 		return nil, err
 	}
-	if c.PoolMode == "" {
-		c.PoolMode = p.mode
-	}
-	if err := c.applyFields(p); err != nil {
+	if err := p.fill(&c); err != nil {
 		return nil, err
 	}
-	c = c.WithDefaults()
+	c = c.withDefaults()
 	var errs []error
 	add := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
 
@@ -123,29 +124,57 @@ func (c Config) resolve() (*resolved, error) {
 		}
 	}
 	for _, e := range p.conn {
-		sup := connParams[e.k]
+		sup := keyNamed[e.k].drivers
 		if (c.Driver == PGX && !sup.pgx) || (c.Driver == PQ && !sup.pq) {
 			add(e.k, "is not supported by driver %q; remove it or switch driver", c.Driver)
 		}
 	}
 	if c.DirectURL != "" {
-		dp, err := parseConn(c.DirectURL)
+		dp, err := parseConnString(c.DirectURL)
 		switch {
 		case err != nil:
-			var fe *FieldError
-			if errors.As(err, &fe) {
-				add("DirectURL", "%s: %s", fe.Field, fe.Problem)
-			} else {
-				add("DirectURL", "cannot be read")
-			}
+			errs = append(errs, inDirectURL(err))
 		case dp.mode == Transaction:
 			add("DirectURL", "points at a transaction pooler; it must allow sessions (a direct or session-mode URL)")
 		}
 	}
+	if c.ReplicaMaxLag < 0 || c.ReplicaWait < 0 {
+		add("ReplicaMaxLag/ReplicaWait", "must not be negative, got %s and %s", c.ReplicaMaxLag, c.ReplicaWait)
+	}
+	if _, err := c.replicas(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &resolved{cfg: c, conn: p.conn}, nil
+	_, appNameKey := p.values["application_name"]
+	return &resolved{cfg: c, conn: p.conn, emptyAppName: appNameKey && c.ApplicationName == ""}, nil
+}
+
+// replicas returns the configuration of each of c's replicas: c with URL
+// replaced by the replica's, in the pool mode that URL says, else c's.
+func (c Config) replicas() ([]Config, error) {
+	var out []Config
+	for i, u := range c.ReplicaURLs {
+		p, err := parseConnString(u)
+		if err != nil {
+			field := fmt.Sprintf("ReplicaURLs[%d]", i)
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return nil, fieldErr(field, "%s", fe.Problem)
+			}
+			return nil, fieldErr(field, "cannot be read")
+		}
+		r := c
+		r.URL, r.src, r.DirectURL, r.ReplicaURLs = u, p, "", nil
+		if p.mode != "" {
+			r.PoolMode = p.mode
+		} else {
+			r.PoolMode = c.WithDefaults().PoolMode
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // startupSettings are the server settings sent with the connection (direct
@@ -166,7 +195,7 @@ func (r *resolved) dsn() string {
 		secs := int((r.cfg.ConnectTimeout + time.Second - 1) / time.Second)
 		pairs = append(pairs, kv{"connect_timeout", fmt.Sprint(secs)})
 	}
-	if r.cfg.ApplicationName != "" {
+	if r.cfg.ApplicationName != "" || r.emptyAppName {
 		pairs = append(pairs, kv{"application_name", r.cfg.ApplicationName})
 	}
 	return joinDSN(pairs)

@@ -20,12 +20,6 @@ import (
 	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
 
-func mockBatches(t *testing.T) (*Batches, sqlmock.Sqlmock) {
-	t.Helper()
-	db, mock := mocktest.New(t)
-	return New(db).Batches, mock
-}
-
 var batchCols = []string{"id", "tenant_id", "name", "status", "total", "succeeded", "failed", "cancelled",
 	"finished_at", "created_at", "updated_at"}
 
@@ -63,14 +57,14 @@ func sameBatch(a, b Batch) bool {
 
 func TestBatchesCreateSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := Batch{ID: uuid.New(), TenantID: tenant, Name: "nightly", Status: BatchStatusPending, Total: 3,
 		CreatedAt: jobTestTime, UpdatedAt: jobTestTime}
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
 		WithArgs(tenant, `{"a.example.com","b.example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3).
 		WillReturnRows(batchRows(want))
-	got, err := r.Create(context.Background(), tenant,
+	got, err := r.Batches.Create(context.Background(), tenant,
 		[]string{"B.example.com", "https://a.example.com/x", "b.example.com", "www.bücher.de", "a.example.com."},
 		BatchOptions{Name: "nightly"})
 	if err != nil {
@@ -83,14 +77,14 @@ func TestBatchesCreateSQL(t *testing.T) {
 
 func TestBatchesCreateOptionsSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	runAt := time.Date(2031, 6, 7, 8, 9, 10, 0, time.FixedZone("y", -7200))
 	want := Batch{ID: uuid.New(), TenantID: tenant, Status: BatchStatusPending, Total: 1, CreatedAt: jobTestTime, UpdatedAt: jobTestTime}
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
 		WithArgs(tenant, `{"example.org"}`, "", "crawl", `{"depth": 3}`, -2, runAt.UTC(), 5).
 		WillReturnRows(batchRows(want))
-	_, err := r.Create(context.Background(), tenant, []string{"example.org"}, BatchOptions{
+	_, err := r.Batches.Create(context.Background(), tenant, []string{"example.org"}, BatchOptions{
 		Kind: "crawl", Priority: -2, MaxAttempts: 5, Payload: json.RawMessage(` {"depth": 3} `), RunAt: runAt,
 	})
 	if err != nil {
@@ -100,7 +94,7 @@ func TestBatchesCreateOptionsSQL(t *testing.T) {
 
 func TestBatchesCreateInvalid(t *testing.T) {
 	t.Parallel()
-	r, _ := mockBatches(t)
+	r, _ := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	ok := []string{"example.com"}
 	many := make([]string, MaxBatchDomains+1)
@@ -126,21 +120,21 @@ func TestBatchesCreateInvalid(t *testing.T) {
 		{"payload", ok, BatchOptions{Payload: json.RawMessage(`{"a"`)}},
 	}
 	for _, c := range cases {
-		_, err := r.Create(ctx, tenant, c.domains, c.opts)
+		_, err := r.Batches.Create(ctx, tenant, c.domains, c.opts)
 		expectInvalid(t, err, c.field)
 	}
-	_, err := r.Create(ctx, uuid.Nil, ok, BatchOptions{})
+	_, err := r.Batches.Create(ctx, uuid.Nil, ok, BatchOptions{})
 	expectInvalid(t, err, "tenant")
 }
 
 func TestBatchesCreateErrorsClassified(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
 		WithArgs(tenant, `{"example.com"}`, "", "scan", "{}", 0, nil, 3).
 		WillReturnError(&pgconn.PgError{Code: "40001", Message: "could not serialize access"})
-	_, err := r.Create(context.Background(), tenant, []string{"example.com"}, BatchOptions{})
+	_, err := r.Batches.Create(context.Background(), tenant, []string{"example.com"}, BatchOptions{})
 	if !errors.Is(err, sqladapter.ErrSerialization) || !sqladapter.Retryable(err) {
 		t.Fatalf("err = %v, want ErrSerialization", err)
 	}
@@ -148,22 +142,18 @@ func TestBatchesCreateErrorsClassified(t *testing.T) {
 
 func TestBatchesGetSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleBatch(tenant)
 	want.Total, want.Succeeded, want.Failed, want.Cancelled = 8, 3, 1, 2
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchGet)).WithArgs(tenant, want.ID).WillReturnRows(batchRows(want))
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchGet)).WithArgs(tenant, want.ID).WillReturnError(sql.ErrNoRows)
 	ctx := context.Background()
-	got, err := r.Get(ctx, tenant, want.ID)
+	got, err := r.Batches.Get(ctx, tenant, want.ID)
 	if err != nil || !sameBatch(got, want) || got.Done() != 6 || got.Progress() != 0.75 {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := r.Get(ctx, tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Get missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Get(ctx, uuid.Nil, want.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Batches.Get, tenant, want.ID)
 }
 
 func TestBatchProgress(t *testing.T) {
@@ -192,35 +182,35 @@ func TestBatchProgress(t *testing.T) {
 
 func TestBatchesListSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	a, b := sampleBatch(tenant), sampleBatch(tenant)
 	first := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchList)).
 		WithArgs(tenant, "", first, uuid.Nil, 3, 0).
 		WillReturnRows(batchRows(a, b, sampleBatch(tenant)))
-	page, err := r.List(ctx, tenant, BatchFilter{}, Page{Limit: 2})
+	page, err := r.Batches.List(ctx, tenant, BatchFilter{}, Page{Limit: 2})
 	if err != nil || len(page.Items) != 2 || page.NextCursor == "" {
 		t.Fatalf("List = %+v, %v", page, err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchList)).
 		WithArgs(tenant, "running", b.CreatedAt, b.ID, 3, 0).
 		WillReturnRows(batchRows())
-	page, err = r.List(ctx, tenant, BatchFilter{Status: BatchStatusRunning}, Page{Limit: 2, Cursor: page.NextCursor})
+	page, err = r.Batches.List(ctx, tenant, BatchFilter{Status: BatchStatusRunning}, Page{Limit: 2, Cursor: page.NextCursor})
 	if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
 		t.Fatalf("List page 2 = %+v, %v", page, err)
 	}
-	_, err = r.List(ctx, tenant, BatchFilter{Status: "done"}, Page{})
+	_, err = r.Batches.List(ctx, tenant, BatchFilter{Status: "done"}, Page{})
 	expectInvalid(t, err, "status")
-	_, err = r.List(ctx, tenant, BatchFilter{}, Page{Offset: -1})
+	_, err = r.Batches.List(ctx, tenant, BatchFilter{}, Page{Offset: -1})
 	expectInvalid(t, err, "offset")
-	_, err = r.List(ctx, uuid.Nil, BatchFilter{}, Page{})
+	_, err = r.Batches.List(ctx, uuid.Nil, BatchFilter{}, Page{})
 	expectInvalid(t, err, "tenant")
 }
 
 func TestBatchesCancelSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	cancelled := sampleBatch(tenant)
 	cancelled.Status, cancelled.Cancelled, cancelled.FinishedAt = BatchStatusCancelled, 1, &jobTestTime
@@ -230,13 +220,13 @@ func TestBatchesCancelSQL(t *testing.T) {
 	}
 
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, cancelled.ID).WillReturnRows(row(cancelled, false, 1))
-	res, err := r.Cancel(ctx, tenant, cancelled.ID)
+	res, err := r.Batches.Cancel(ctx, tenant, cancelled.ID)
 	if err != nil || !res.Finished || res.JobsCancelled != 1 || !sameBatch(res.Batch, cancelled) {
 		t.Fatalf("Cancel = %+v, %v", res, err)
 	}
 	// Again: no change, no error.
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, cancelled.ID).WillReturnRows(row(cancelled, true, 0))
-	res, err = r.Cancel(ctx, tenant, cancelled.ID)
+	res, err = r.Batches.Cancel(ctx, tenant, cancelled.ID)
 	if err != nil || res.Finished || res.JobsCancelled != 0 {
 		t.Fatalf("Cancel again = %+v, %v", res, err)
 	}
@@ -244,23 +234,19 @@ func TestBatchesCancelSQL(t *testing.T) {
 	completed := cancelled
 	completed.Status, completed.Cancelled, completed.Succeeded = BatchStatusCompleted, 0, 2
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).WillReturnRows(row(completed, true, 0))
-	res, err = r.Cancel(ctx, tenant, completed.ID)
+	res, err = r.Batches.Cancel(ctx, tenant, completed.ID)
 	if !errors.Is(err, sqladapter.ErrConflict) || res.Batch.Status != BatchStatusCompleted {
 		t.Fatalf("Cancel completed = %+v, %v; want ErrConflict", res, err)
 	}
 	// Missing.
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCancel)).WithArgs(tenant, completed.ID).
 		WillReturnRows(sqlmock.NewRows(append(append([]string{}, batchCols...), "was_finished", "jobs_cancelled")))
-	if _, err := r.Cancel(ctx, tenant, completed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Cancel missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Cancel(ctx, uuid.Nil, completed.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Batches.Cancel, tenant, completed.ID)
 }
 
 func TestBatchesReconcileSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockBatches(t)
+	r, mock := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	fixed := sampleBatch(tenant)
 	fixed.Total, fixed.Succeeded, fixed.Failed, fixed.Status, fixed.FinishedAt = 2, 1, 1, BatchStatusCompletedWithErrors, &jobTestTime
@@ -273,7 +259,7 @@ func TestBatchesReconcileSQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(lockRows(false))
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(batchRows(fixed))
 	mock.ExpectCommit()
-	res, err := r.Reconcile(ctx, tenant, fixed.ID)
+	res, err := r.Batches.Reconcile(ctx, tenant, fixed.ID)
 	if err != nil || !res.Finished || !sameBatch(res.Batch, fixed) {
 		t.Fatalf("Reconcile = %+v, %v", res, err)
 	}
@@ -282,18 +268,14 @@ func TestBatchesReconcileSQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(lockRows(true))
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchReconcile)).WithArgs(tenant, fixed.ID).WillReturnRows(batchRows(fixed))
 	mock.ExpectCommit()
-	if res, err := r.Reconcile(ctx, tenant, fixed.ID); err != nil || res.Finished {
+	if res, err := r.Batches.Reconcile(ctx, tenant, fixed.ID); err != nil || res.Finished {
 		t.Fatalf("Reconcile again = %+v, %v", res, err)
 	}
 	// Missing: rolled back.
 	mock.ExpectBegin()
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchLock)).WithArgs(tenant, fixed.ID).WillReturnRows(sqlmock.NewRows([]string{"?column?"}))
 	mock.ExpectRollback()
-	if _, err := r.Reconcile(ctx, tenant, fixed.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Reconcile missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Reconcile(ctx, uuid.Nil, fixed.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Batches.Reconcile, tenant, fixed.ID)
 }
 
 // TestBatchesReconcileQueriers: Reconcile begins its transaction on a

@@ -14,16 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
-	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
-
-// mockDomains returns Domains over sqlmock: any statement not expected
-// fails the test.
-func mockDomains(t *testing.T) (*Domains, sqlmock.Sqlmock) {
-	t.Helper()
-	db, mock := mocktest.New(t)
-	return New(db).Domains, mock
-}
 
 var domainCols = []string{"id", "tenant_id", "domain", "status", "scan_count", "last_scanned_at", "created_at", "updated_at"}
 
@@ -61,11 +52,11 @@ func TestDomainStatusValid(t *testing.T) {
 
 func TestDomainsUpsertSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockDomains(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleDomain(tenant, "xn--bcher-kva.de")
 	mock.ExpectQuery(render(DefaultSchema, sqlDomainUpsert)).WithArgs(tenant, "xn--bcher-kva.de").WillReturnRows(domainRows(want))
-	got, err := r.Upsert(context.Background(), tenant, "https://www.Bücher.de/katalog")
+	got, err := r.Domains.Upsert(context.Background(), tenant, "https://www.Bücher.de/katalog")
 	if err != nil || got.ID != want.ID || got.Name != want.Name || got.Status != DomainStatusPending || got.LastScannedAt != nil {
 		t.Fatalf("Upsert = %+v, %v; want %+v", got, err, want)
 	}
@@ -76,22 +67,22 @@ func TestDomainsUpsertErrors(t *testing.T) {
 	tenant := uuid.New()
 	t.Run("invalid name", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.Upsert(context.Background(), tenant, "not a domain")
-		wantInvalid(t, err, "name")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.Upsert(context.Background(), tenant, "not a domain")
+		expectInvalid(t, err, "name")
 	})
 	t.Run("nil tenant", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.Upsert(context.Background(), uuid.Nil, "example.com")
-		wantInvalid(t, err, "tenant")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.Upsert(context.Background(), uuid.Nil, "example.com")
+		expectInvalid(t, err, "tenant")
 	})
 	t.Run("check violation", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainUpsert)).WithArgs(tenant, "example.com").
 			WillReturnError(&pgconn.PgError{Code: "23514", ConstraintName: "domains_domain_check"})
-		if _, err := r.Upsert(context.Background(), tenant, "example.com"); !errors.Is(err, sqladapter.ErrCheck) {
+		if _, err := r.Domains.Upsert(context.Background(), tenant, "example.com"); !errors.Is(err, sqladapter.ErrCheck) {
 			t.Fatalf("err = %v, want ErrCheck", err)
 		}
 	})
@@ -99,7 +90,7 @@ func TestDomainsUpsertErrors(t *testing.T) {
 
 func TestDomainsBulkUpsertSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockDomains(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	names := []string{"https://Zeta.example", "alpha.example", "www.zeta.example", "ALPHA.example.", "beta.example"}
 	ids := map[string]uuid.UUID{"alpha.example": uuid.New(), "beta.example": uuid.New(), "zeta.example": uuid.New()}
@@ -110,7 +101,7 @@ func TestDomainsBulkUpsertSQL(t *testing.T) {
 			AddRow(ids["alpha.example"].String(), "alpha.example", false).
 			AddRow(ids["beta.example"].String(), "beta.example", true).
 			AddRow(ids["zeta.example"].String(), "zeta.example", true))
-	res, err := r.BulkUpsert(context.Background(), tenant, names)
+	res, err := r.Domains.BulkUpsert(context.Background(), tenant, names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +129,9 @@ func TestDomainsBulkUpsertSQL(t *testing.T) {
 
 func TestDomainsBulkUpsertEmpty(t *testing.T) {
 	t.Parallel()
-	r, _ := mockDomains(t) // no statement
+	r, _ := mockRepos(t) // no statement
 	for _, names := range [][]string{nil, {}} {
-		res, err := r.BulkUpsert(context.Background(), uuid.New(), names)
+		res, err := r.Domains.BulkUpsert(context.Background(), uuid.New(), names)
 		if err != nil || len(res.Domains) != 0 || len(res.Index) != 0 || res.Inserted != 0 || len(res.IDs()) != 0 {
 			t.Fatalf("BulkUpsert(%v) = %+v, %v; want an empty result", names, res, err)
 		}
@@ -170,9 +161,9 @@ func TestDomainsBulkUpsertInvalid(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r, _ := mockDomains(t) // no statement expected
-			_, err := r.BulkUpsert(context.Background(), c.tenant, c.names)
-			wantInvalid(t, err, c.field)
+			r, _ := mockRepos(t) // no statement expected
+			_, err := r.Domains.BulkUpsert(context.Background(), c.tenant, c.names)
+			expectInvalid(t, err, c.field)
 			if !strings.Contains(err.Error(), c.reason) {
 				t.Fatalf("err = %v, want it to say %q", err, c.reason)
 			}
@@ -182,7 +173,7 @@ func TestDomainsBulkUpsertInvalid(t *testing.T) {
 
 func TestDomainsBulkUpsertAcceptsMax(t *testing.T) {
 	t.Parallel()
-	r, mock := mockDomains(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	names := make([]string, MaxBatchDomains)
 	rows := sqlmock.NewRows([]string{"id", "domain", "inserted"})
@@ -191,7 +182,7 @@ func TestDomainsBulkUpsertAcceptsMax(t *testing.T) {
 		rows.AddRow(uuid.NewString(), names[i], true)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlDomainBulkUpsert)).WithArgs(tenant, textArray(names)).WillReturnRows(rows)
-	res, err := r.BulkUpsert(context.Background(), tenant, names)
+	res, err := r.Domains.BulkUpsert(context.Background(), tenant, names)
 	if err != nil || len(res.Domains) != MaxBatchDomains || res.Inserted != MaxBatchDomains {
 		t.Fatalf("BulkUpsert = %d domains, %d inserted, %v", len(res.Domains), res.Inserted, err)
 	}
@@ -202,30 +193,30 @@ func TestDomainsBulkUpsertErrors(t *testing.T) {
 	tenant := uuid.New()
 	t.Run("database error", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainBulkUpsert)).WithArgs(tenant, `{"a.example"}`).
 			WillReturnError(&pgconn.PgError{Code: "40P01", Message: "deadlock detected"})
-		_, err := r.BulkUpsert(context.Background(), tenant, []string{"a.example"})
+		_, err := r.Domains.BulkUpsert(context.Background(), tenant, []string{"a.example"})
 		if !errors.Is(err, sqladapter.ErrDeadlock) || !strings.HasPrefix(err.Error(), "bulk upsert domains: ") {
 			t.Fatalf("err = %v, want a classified deadlock", err)
 		}
 	})
 	t.Run("missing row", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainBulkUpsert)).WithArgs(tenant, `{"a.example","b.example"}`).
 			WillReturnRows(sqlmock.NewRows([]string{"id", "domain", "inserted"}).AddRow(uuid.NewString(), "a.example", true))
-		if _, err := r.BulkUpsert(context.Background(), tenant, []string{"b.example", "a.example"}); err == nil {
+		if _, err := r.Domains.BulkUpsert(context.Background(), tenant, []string{"b.example", "a.example"}); err == nil {
 			t.Fatal("a result missing a name was accepted")
 		}
 	})
 	t.Run("unexpected row", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainBulkUpsert)).WithArgs(tenant, `{"a.example"}`).
 			WillReturnRows(sqlmock.NewRows([]string{"id", "domain", "inserted"}).
 				AddRow(uuid.NewString(), "a.example", true).AddRow(uuid.NewString(), "a.example", true))
-		if _, err := r.BulkUpsert(context.Background(), tenant, []string{"a.example"}); err == nil {
+		if _, err := r.Domains.BulkUpsert(context.Background(), tenant, []string{"a.example"}); err == nil {
 			t.Fatal("a duplicated row was accepted")
 		}
 	})
@@ -257,9 +248,9 @@ func TestDomainsGetSQL(t *testing.T) {
 	want.Status, want.ScanCount, want.LastScannedAt = DomainStatusActive, 3, &scanned
 	t.Run("found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainGet)).WithArgs(tenant, want.ID).WillReturnRows(domainRows(want))
-		got, err := r.Get(context.Background(), tenant, want.ID)
+		got, err := r.Domains.Get(context.Background(), tenant, want.ID)
 		if err != nil || got.ID != want.ID || got.Status != DomainStatusActive || got.ScanCount != 3 ||
 			got.LastScannedAt == nil || !got.LastScannedAt.Equal(scanned) {
 			t.Fatalf("Get = %+v, %v; want %+v", got, err, want)
@@ -267,17 +258,17 @@ func TestDomainsGetSQL(t *testing.T) {
 	})
 	t.Run("not found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainGet)).WithArgs(tenant, want.ID).WillReturnRows(domainRows())
-		if _, err := r.Get(context.Background(), tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
+		if _, err := r.Domains.Get(context.Background(), tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("nil tenant", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.Get(context.Background(), uuid.Nil, want.ID)
-		wantInvalid(t, err, "tenant")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.Get(context.Background(), uuid.Nil, want.ID)
+		expectInvalid(t, err, "tenant")
 	})
 }
 
@@ -287,26 +278,26 @@ func TestDomainsGetByNameSQL(t *testing.T) {
 	want := sampleDomain(tenant, "example.com")
 	t.Run("found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainGetByName)).WithArgs(tenant, "example.com").WillReturnRows(domainRows(want))
-		got, err := r.GetByName(context.Background(), tenant, "HTTP://WWW.EXAMPLE.COM:8080/")
+		got, err := r.Domains.GetByName(context.Background(), tenant, "HTTP://WWW.EXAMPLE.COM:8080/")
 		if err != nil || got.ID != want.ID {
 			t.Fatalf("GetByName = %+v, %v", got, err)
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainGetByName)).WithArgs(tenant, "example.com").WillReturnError(sql.ErrNoRows)
-		if _, err := r.GetByName(context.Background(), tenant, "example.com"); !errors.Is(err, sqladapter.ErrNotFound) {
+		if _, err := r.Domains.GetByName(context.Background(), tenant, "example.com"); !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("invalid name", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.GetByName(context.Background(), tenant, "localhost")
-		wantInvalid(t, err, "name")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.GetByName(context.Background(), tenant, "localhost")
+		expectInvalid(t, err, "name")
 	})
 }
 
@@ -317,20 +308,20 @@ func TestDomainsListSQL(t *testing.T) {
 	b.CreatedAt = b.CreatedAt.Add(time.Millisecond)
 	t.Run("all, first page", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		c := sampleDomain(tenant, "c.example")
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainList)).WithArgs(tenant, firstPage, uuid.Nil, 3, 0).WillReturnRows(domainRows(a, b, c))
-		page, err := r.List(context.Background(), tenant, DomainFilter{}, Page{Limit: 2})
+		page, err := r.Domains.List(context.Background(), tenant, DomainFilter{}, Page{Limit: 2})
 		if err != nil || len(page.Items) != 2 || page.NextCursor != (cursor{createdAt: b.CreatedAt, id: b.ID}).encode() {
 			t.Fatalf("List = %+v, %v", page, err)
 		}
 	})
 	t.Run("by status, cursor", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainListByStatus)).
 			WithArgs(tenant, "blocked", a.CreatedAt, a.ID, 11, 0).WillReturnRows(domainRows(b))
-		page, err := r.List(context.Background(), tenant, DomainFilter{Status: DomainStatusBlocked},
+		page, err := r.Domains.List(context.Background(), tenant, DomainFilter{Status: DomainStatusBlocked},
 			Page{Limit: 10, Cursor: cursor{createdAt: a.CreatedAt, id: a.ID}.encode()})
 		if err != nil || len(page.Items) != 1 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v", page, err)
@@ -338,20 +329,20 @@ func TestDomainsListSQL(t *testing.T) {
 	})
 	t.Run("by status, offset", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainListByStatus)).
 			WithArgs(tenant, "error", firstPage, uuid.Nil, DefaultLimit+1, 5).WillReturnRows(domainRows())
-		page, err := r.List(context.Background(), tenant, DomainFilter{Status: DomainStatusError}, Page{Offset: 5})
+		page, err := r.Domains.List(context.Background(), tenant, DomainFilter{Status: DomainStatusError}, Page{Offset: 5})
 		if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v", page, err)
 		}
 	})
 	t.Run("error", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainList)).WithArgs(tenant, firstPage, uuid.Nil, DefaultLimit+1, 0).
 			WillReturnError(&pgconn.PgError{Code: "57014", Message: "canceling statement due to statement timeout"})
-		if _, err := r.List(context.Background(), tenant, DomainFilter{}, Page{}); !errors.Is(err, sqladapter.ErrTimeout) {
+		if _, err := r.Domains.List(context.Background(), tenant, DomainFilter{}, Page{}); !errors.Is(err, sqladapter.ErrTimeout) {
 			t.Fatalf("err = %v, want ErrTimeout", err)
 		}
 	})
@@ -370,9 +361,9 @@ func TestDomainsListSQL(t *testing.T) {
 	for _, c := range invalidCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r, _ := mockDomains(t)
-			_, err := r.List(context.Background(), c.tenant, c.filter, c.page)
-			wantInvalid(t, err, c.field)
+			r, _ := mockRepos(t)
+			_, err := r.Domains.List(context.Background(), c.tenant, c.filter, c.page)
+			expectInvalid(t, err, c.field)
 		})
 	}
 }
@@ -384,34 +375,34 @@ func TestDomainsSetStatusSQL(t *testing.T) {
 	want.Status = DomainStatusBlocked
 	t.Run("set", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainSetStatus)).WithArgs(tenant, want.ID, "blocked").WillReturnRows(domainRows(want))
-		got, err := r.SetStatus(context.Background(), tenant, want.ID, DomainStatusBlocked)
+		got, err := r.Domains.SetStatus(context.Background(), tenant, want.ID, DomainStatusBlocked)
 		if err != nil || got.Status != DomainStatusBlocked {
 			t.Fatalf("SetStatus = %+v, %v", got, err)
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainSetStatus)).WithArgs(tenant, want.ID, "active").WillReturnRows(domainRows())
-		if _, err := r.SetStatus(context.Background(), tenant, want.ID, DomainStatusActive); !errors.Is(err, sqladapter.ErrNotFound) {
+		if _, err := r.Domains.SetStatus(context.Background(), tenant, want.ID, DomainStatusActive); !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 	})
 	for _, s := range []DomainStatus{"", "Active", "done"} {
 		t.Run(fmt.Sprintf("invalid %q", s), func(t *testing.T) {
 			t.Parallel()
-			r, _ := mockDomains(t)
-			_, err := r.SetStatus(context.Background(), tenant, want.ID, s)
-			wantInvalid(t, err, "status")
+			r, _ := mockRepos(t)
+			_, err := r.Domains.SetStatus(context.Background(), tenant, want.ID, s)
+			expectInvalid(t, err, "status")
 		})
 	}
 	t.Run("nil tenant", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.SetStatus(context.Background(), uuid.Nil, want.ID, DomainStatusActive)
-		wantInvalid(t, err, "tenant")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.SetStatus(context.Background(), uuid.Nil, want.ID, DomainStatusActive)
+		expectInvalid(t, err, "tenant")
 	})
 }
 
@@ -423,32 +414,32 @@ func TestDomainsMarkScannedSQL(t *testing.T) {
 	want.ScanCount, want.LastScannedAt = 1, &at
 	t.Run("marked", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainMarkScanned)).WithArgs(tenant, want.ID, at).WillReturnRows(domainRows(want))
-		got, err := r.MarkScanned(context.Background(), tenant, want.ID, at)
+		got, err := r.Domains.MarkScanned(context.Background(), tenant, want.ID, at)
 		if err != nil || got.ScanCount != 1 || got.LastScannedAt == nil || !got.LastScannedAt.Equal(at) {
 			t.Fatalf("MarkScanned = %+v, %v", got, err)
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockDomains(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlDomainMarkScanned)).WithArgs(tenant, want.ID, at).WillReturnError(sql.ErrNoRows)
-		if _, err := r.MarkScanned(context.Background(), tenant, want.ID, at); !errors.Is(err, sqladapter.ErrNotFound) {
+		if _, err := r.Domains.MarkScanned(context.Background(), tenant, want.ID, at); !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("zero time", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.MarkScanned(context.Background(), tenant, want.ID, time.Time{})
-		wantInvalid(t, err, "at")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.MarkScanned(context.Background(), tenant, want.ID, time.Time{})
+		expectInvalid(t, err, "at")
 	})
 	t.Run("nil tenant", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockDomains(t)
-		_, err := r.MarkScanned(context.Background(), uuid.Nil, want.ID, at)
-		wantInvalid(t, err, "tenant")
+		r, _ := mockRepos(t)
+		_, err := r.Domains.MarkScanned(context.Background(), uuid.Nil, want.ID, at)
+		expectInvalid(t, err, "tenant")
 	})
 }
 

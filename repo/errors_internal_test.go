@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
-	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
 
 const mib = 1 << 20
@@ -82,8 +81,7 @@ func TestLongInputsMakeShortErrors(t *testing.T) {
 		_, err := NormalizeDomain(raw)
 		check(t, "NormalizeDomain "+name, err)
 	}
-	db, _ := mocktest.New(t)
-	r := New(db)
+	r, _ := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	bad := domains["invalid label"]
 	_, err := r.Domains.Upsert(ctx, tenant, bad)
@@ -156,8 +154,7 @@ func wantClass(t *testing.T, err error, sentinel error, kind sqladapter.Kind) {
 // sqladapter's classes matches its sentinel (see wantClass).
 func TestErrorClasses(t *testing.T) {
 	t.Parallel()
-	db, mock := mocktest.New(t)
-	r := New(db)
+	r, mock := mockRepos(t)
 	ctx, tenant, id := context.Background(), uuid.New(), uuid.New()
 	notFound, invalidInput, conflict := sqladapter.ErrNotFound, sqladapter.ErrInvalidInput, sqladapter.ErrConflict
 	kNotFound, kInvalid, kConflict := sqladapter.KindNotFound, sqladapter.KindInvalidInput, sqladapter.KindConflict

@@ -33,7 +33,7 @@ func ExampleJobs_Claim() {
 	if err != nil {
 		panic(err)
 	}
-	db := sqladapter.Wrap(sqlDB, "sqlmock")
+	db := sqladapter.Wrap(sqlDB)
 	defer db.Close()
 
 	tenant := uuid.MustParse("7f1c0c1e-4a0e-4d3b-9d1e-2b6f1f0e9a01")
@@ -81,7 +81,7 @@ func ExampleBatches_Create() {
 	if err != nil {
 		panic(err)
 	}
-	db := sqladapter.Wrap(sqlDB, "sqlmock")
+	db := sqladapter.Wrap(sqlDB)
 	defer db.Close()
 
 	tenant := uuid.MustParse("7f1c0c1e-4a0e-4d3b-9d1e-2b6f1f0e9a01")

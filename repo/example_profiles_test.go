@@ -24,7 +24,7 @@ func ExampleProfiles_Create() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db := sqladapter.Wrap(mockDB, "sqlmock")
+	db := sqladapter.Wrap(mockDB)
 	defer db.Close()
 	tenant := uuid.MustParse("6f1c2a7e-0000-4000-8000-000000000001")
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -67,7 +67,7 @@ func ExampleProfiles_List() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db := sqladapter.Wrap(mockDB, "sqlmock")
+	db := sqladapter.Wrap(mockDB)
 	defer db.Close()
 	tenant := uuid.MustParse("6f1c2a7e-0000-4000-8000-000000000001")
 	cols := []string{"id", "tenant_id", "email", "display_name", "attributes", "created_at", "updated_at"}
@@ -109,7 +109,7 @@ func ExampleDomains_BulkUpsert() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db := sqladapter.Wrap(mockDB, "sqlmock")
+	db := sqladapter.Wrap(mockDB)
 	defer db.Close()
 	tenant := uuid.MustParse("6f1c2a7e-0000-4000-8000-000000000001")
 	mock.ExpectQuery(`INSERT INTO public\.domains .* unnest`).

@@ -16,16 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
-	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
-
-// mockJobs returns Jobs over sqlmock: any statement not expected fails the
-// test.
-func mockJobs(t *testing.T) (*Jobs, sqlmock.Sqlmock) {
-	t.Helper()
-	db, mock := mocktest.New(t)
-	return New(db).Jobs, mock
-}
 
 var jobCols = []string{"id", "tenant_id", "batch_id", "domain_id", "kind", "payload", "state", "priority", "run_at",
 	"attempts", "max_attempts", "locked_by", "lease_expires_at", "progress", "result", "last_error", "finished_at",
@@ -36,19 +27,6 @@ var jobCols = []string{"id", "tenant_id", "batch_id", "domain_id", "kind", "payl
 var transitionCols = append(append([]string{}, jobCols...), "batch", "b_just_finished")
 
 var jobTestTime = time.Date(2024, 5, 1, 12, 0, 0, 123456000, time.UTC)
-
-// nullable returns what a driver sends for a pointer column.
-func nullable[T any](p *T) driver.Value {
-	if p == nil {
-		return nil
-	}
-	switch v := any(*p).(type) {
-	case uuid.UUID:
-		return v.String()
-	default:
-		return v
-	}
-}
 
 // jobValues is j as the database sends it.
 func jobValues(j Job) []driver.Value {
@@ -112,27 +90,15 @@ func runningJob(tenant uuid.UUID, worker string) Job {
 	return j
 }
 
-// expectInvalid checks err is a *ValidationError for field matching
-// sqladapter.ErrInvalidInput (and so that no statement was sent: the mock
-// fails any).
-func expectInvalid(t *testing.T, err error, field string) {
-	t.Helper()
-	var ve *ValidationError
-	if !errors.As(err, &ve) || ve.Field != field || !errors.Is(err, sqladapter.ErrInvalidInput) {
-		t.Fatalf("err = %v, want a validation error for %q", err, field)
-	}
-	wantClass(t, err, sqladapter.ErrInvalidInput, sqladapter.KindInvalidInput)
-}
-
 func TestJobsEnqueueSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleJob(tenant)
 	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
 		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{""}`).
 		WillReturnRows(jobRows(want))
-	got, err := r.Enqueue(context.Background(), tenant, NewJob{Kind: "scan"})
+	got, err := r.Jobs.Enqueue(context.Background(), tenant, NewJob{Kind: "scan"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +110,7 @@ func TestJobsEnqueueSQL(t *testing.T) {
 
 func TestJobsEnqueueManySQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant, batch, domain := uuid.New(), uuid.New(), uuid.New()
 	runAt := time.Date(2030, 1, 2, 3, 4, 5, 600000000, time.FixedZone("x", 3600))
 	a, b := sampleJob(tenant), sampleJob(tenant)
@@ -159,7 +125,7 @@ func TestJobsEnqueueManySQL(t *testing.T) {
 			`{"","`+batch.String()+`"}`,
 			`{"","`+domain.String()+`"}`).
 		WillReturnRows(jobRows(a, b))
-	got, err := r.EnqueueMany(context.Background(), tenant, []NewJob{
+	got, err := r.Jobs.EnqueueMany(context.Background(), tenant, []NewJob{
 		{Kind: "scan"},
 		{Kind: `k"\`, Payload: json.RawMessage(` {"a": [1]} `), Priority: -7, RunAt: runAt, MaxAttempts: 9, BatchID: &batch, DomainID: &domain},
 	})
@@ -174,8 +140,8 @@ func TestJobsEnqueueManySQL(t *testing.T) {
 
 func TestJobsEnqueueManyEmptySendsNothing(t *testing.T) {
 	t.Parallel()
-	r, _ := mockJobs(t)
-	got, err := r.EnqueueMany(context.Background(), uuid.New(), nil)
+	r, _ := mockRepos(t)
+	got, err := r.Jobs.EnqueueMany(context.Background(), uuid.New(), nil)
 	if err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("got %v, %v; want an empty slice", got, err)
 	}
@@ -183,12 +149,12 @@ func TestJobsEnqueueManyEmptySendsNothing(t *testing.T) {
 
 func TestJobsEnqueueIntoClosedBatch(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant, batch := uuid.New(), uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
 		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+batch.String()+`"}`, `{""}`).
 		WillReturnRows(sqlmock.NewRows(jobCols))
-	_, err := r.Enqueue(context.Background(), tenant, NewJob{Kind: "scan", BatchID: &batch})
+	_, err := r.Jobs.Enqueue(context.Background(), tenant, NewJob{Kind: "scan", BatchID: &batch})
 	if !errors.Is(err, sqladapter.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
@@ -196,7 +162,7 @@ func TestJobsEnqueueIntoClosedBatch(t *testing.T) {
 
 func TestJobsEnqueueInvalid(t *testing.T) {
 	t.Parallel()
-	r, _ := mockJobs(t)
+	r, _ := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	nilID := uuid.Nil
 	cases := []struct {
@@ -216,20 +182,20 @@ func TestJobsEnqueueInvalid(t *testing.T) {
 		{"domain_id", NewJob{Kind: "k", DomainID: &nilID}},
 	}
 	for _, c := range cases {
-		_, err := r.Enqueue(ctx, tenant, c.job)
+		_, err := r.Jobs.Enqueue(ctx, tenant, c.job)
 		expectInvalid(t, err, c.field)
-		_, err = r.EnqueueMany(ctx, tenant, []NewJob{{Kind: "fine"}, c.job})
+		_, err = r.Jobs.EnqueueMany(ctx, tenant, []NewJob{{Kind: "fine"}, c.job})
 		expectInvalid(t, err, "jobs[1]."+c.field)
 	}
-	_, err := r.Enqueue(ctx, uuid.Nil, NewJob{Kind: "k"})
+	_, err := r.Jobs.Enqueue(ctx, uuid.Nil, NewJob{Kind: "k"})
 	expectInvalid(t, err, "tenant")
-	_, err = r.EnqueueMany(ctx, tenant, make([]NewJob, MaxEnqueueJobs+1))
+	_, err = r.Jobs.EnqueueMany(ctx, tenant, make([]NewJob, MaxEnqueueJobs+1))
 	expectInvalid(t, err, "jobs")
 }
 
 func TestJobsClaimSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	a, b := runningJob(tenant, "w1"), runningJob(uuid.New(), "w1")
 	mock.ExpectQuery(render(DefaultSchema, sqlJobClaim)).
@@ -242,15 +208,15 @@ func TestJobsClaimSQL(t *testing.T) {
 		WithArgs(1, "w1", int64(1500), tenant).
 		WillReturnRows(sqlmock.NewRows(jobCols))
 	ctx := context.Background()
-	got, err := r.Claim(ctx, nil, "w1", 5, 90*time.Second)
+	got, err := r.Jobs.Claim(ctx, nil, "w1", 5, 90*time.Second)
 	if err != nil || len(got) != 2 || got[0].ID != a.ID || *got[0].LockedBy != "w1" || got[0].State != JobStateRunning {
 		t.Fatalf("Claim any = %+v, %v", got, err)
 	}
-	got, err = r.Claim(ctx, &tenant, "w1", 1, 1500*time.Millisecond)
+	got, err = r.Jobs.Claim(ctx, &tenant, "w1", 1, 1500*time.Millisecond)
 	if err != nil || len(got) != 1 || got[0].TenantID != tenant {
 		t.Fatalf("Claim tenant = %+v, %v", got, err)
 	}
-	got, err = r.Claim(ctx, &tenant, "w1", 1, 1500*time.Millisecond)
+	got, err = r.Jobs.Claim(ctx, &tenant, "w1", 1, 1500*time.Millisecond)
 	if err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("Claim of nothing = %v, %v; want an empty slice", got, err)
 	}
@@ -276,27 +242,27 @@ func TestJobsClaimStatementShape(t *testing.T) {
 
 func TestJobsClaimInvalid(t *testing.T) {
 	t.Parallel()
-	r, _ := mockJobs(t)
+	r, _ := mockRepos(t)
 	ctx, tenant, nilTenant := context.Background(), uuid.New(), uuid.Nil
-	_, err := r.Claim(ctx, &tenant, "w", 0, time.Second)
+	_, err := r.Jobs.Claim(ctx, &tenant, "w", 0, time.Second)
 	expectInvalid(t, err, "n")
-	_, err = r.Claim(ctx, &tenant, "w", MaxClaimJobs+1, time.Second)
+	_, err = r.Jobs.Claim(ctx, &tenant, "w", MaxClaimJobs+1, time.Second)
 	expectInvalid(t, err, "n")
-	_, err = r.Claim(ctx, &tenant, "", 1, time.Second)
+	_, err = r.Jobs.Claim(ctx, &tenant, "", 1, time.Second)
 	expectInvalid(t, err, "worker")
-	_, err = r.Claim(ctx, &tenant, strings.Repeat("w", MaxWorkerLen+1), 1, time.Second)
+	_, err = r.Jobs.Claim(ctx, &tenant, strings.Repeat("w", MaxWorkerLen+1), 1, time.Second)
 	expectInvalid(t, err, "worker")
-	_, err = r.Claim(ctx, &tenant, "w", 1, time.Microsecond)
+	_, err = r.Jobs.Claim(ctx, &tenant, "w", 1, time.Microsecond)
 	expectInvalid(t, err, "lease")
-	_, err = r.Claim(ctx, &tenant, "w", 1, -time.Second)
+	_, err = r.Jobs.Claim(ctx, &tenant, "w", 1, -time.Second)
 	expectInvalid(t, err, "lease")
-	_, err = r.Claim(ctx, &nilTenant, "w", 1, time.Second)
+	_, err = r.Jobs.Claim(ctx, &nilTenant, "w", 1, time.Second)
 	expectInvalid(t, err, "tenant")
 }
 
 func TestJobsHeartbeatSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	id := uuid.New()
 	until := jobTestTime.Add(time.Minute)
 	mock.ExpectQuery(render(DefaultSchema, sqlJobHeartbeat)).
@@ -306,54 +272,54 @@ func TestJobsHeartbeatSQL(t *testing.T) {
 		WithArgs(id, "other", int64(60000)).
 		WillReturnRows(sqlmock.NewRows([]string{"lease_expires_at"}))
 	ctx := context.Background()
-	got, err := r.Heartbeat(ctx, id, "w", time.Minute)
+	got, err := r.Jobs.Heartbeat(ctx, id, "w", time.Minute)
 	if err != nil || !got.Equal(until) {
 		t.Fatalf("Heartbeat = %v, %v", got, err)
 	}
-	if _, err := r.Heartbeat(ctx, id, "other", time.Minute); !errors.Is(err, ErrLeaseLost) {
+	if _, err := r.Jobs.Heartbeat(ctx, id, "other", time.Minute); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Heartbeat by non-owner: %v, want ErrLeaseLost", err)
 	}
-	_, err = r.Heartbeat(ctx, id, "", time.Minute)
+	_, err = r.Jobs.Heartbeat(ctx, id, "", time.Minute)
 	expectInvalid(t, err, "worker")
-	_, err = r.Heartbeat(ctx, id, "w", 0)
+	_, err = r.Jobs.Heartbeat(ctx, id, "w", 0)
 	expectInvalid(t, err, "lease")
 }
 
 func TestJobsSetProgressSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	id := uuid.New()
 	mock.ExpectExec(render(DefaultSchema, sqlJobSetProgress)).WithArgs(id, "w", 0.5).WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectExec(render(DefaultSchema, sqlJobSetProgress)).WithArgs(id, "w", 1.0).WillReturnResult(sqlmock.NewResult(0, 0))
 	ctx := context.Background()
-	if err := r.SetProgress(ctx, id, "w", 0.5); err != nil {
+	if err := r.Jobs.SetProgress(ctx, id, "w", 0.5); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetProgress(ctx, id, "w", 1); !errors.Is(err, ErrLeaseLost) {
+	if err := r.Jobs.SetProgress(ctx, id, "w", 1); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("SetProgress of a lost job: %v, want ErrLeaseLost", err)
 	}
 	for _, p := range []float64{-0.001, 1.001, math.NaN(), math.Inf(-1)} {
-		expectInvalid(t, r.SetProgress(ctx, id, "w", p), "progress")
+		expectInvalid(t, r.Jobs.SetProgress(ctx, id, "w", p), "progress")
 	}
-	expectInvalid(t, r.SetProgress(ctx, id, "", 0.5), "worker")
+	expectInvalid(t, r.Jobs.SetProgress(ctx, id, "", 0.5), "worker")
 }
 
 func TestJobsSetResultSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	id := uuid.New()
 	mock.ExpectExec(render(DefaultSchema, sqlJobSetResult)).WithArgs(id, "w", `{"n": 1}`).WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectExec(render(DefaultSchema, sqlJobSetResult)).WithArgs(id, "w", `[]`).WillReturnResult(sqlmock.NewResult(0, 0))
 	ctx := context.Background()
-	if err := r.SetResult(ctx, id, "w", json.RawMessage(" {\"n\": 1}\n")); err != nil {
+	if err := r.Jobs.SetResult(ctx, id, "w", json.RawMessage(" {\"n\": 1}\n")); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetResult(ctx, id, "w", json.RawMessage(`[]`)); !errors.Is(err, ErrLeaseLost) {
+	if err := r.Jobs.SetResult(ctx, id, "w", json.RawMessage(`[]`)); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("SetResult of a lost job: %v, want ErrLeaseLost", err)
 	}
-	expectInvalid(t, r.SetResult(ctx, id, "w", json.RawMessage(`{`)), "result")
-	expectInvalid(t, r.SetResult(ctx, id, "w", nil), "result")
-	expectInvalid(t, r.SetResult(ctx, id, "", json.RawMessage(`{}`)), "worker")
+	expectInvalid(t, r.Jobs.SetResult(ctx, id, "w", json.RawMessage(`{`)), "result")
+	expectInvalid(t, r.Jobs.SetResult(ctx, id, "w", nil), "result")
+	expectInvalid(t, r.Jobs.SetResult(ctx, id, "", json.RawMessage(`{}`)), "worker")
 }
 
 func sampleBatch(tenant uuid.UUID) Batch {
@@ -363,7 +329,7 @@ func sampleBatch(tenant uuid.UUID) Batch {
 
 func TestJobsCompleteSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	done := runningJob(tenant, "w")
 	done.State, done.LockedBy, done.LeaseExpiresAt, done.FinishedAt, done.Result = JobStateSucceeded, nil, nil, &jobTestTime, json.RawMessage(`{"ok": true}`)
@@ -380,29 +346,29 @@ func TestJobsCompleteSQL(t *testing.T) {
 		WithArgs(done.ID, "late", nil).
 		WillReturnRows(sqlmock.NewRows(transitionCols))
 	ctx := context.Background()
-	tr, err := r.Complete(ctx, done.ID, "w", json.RawMessage(`{"ok": true}`))
+	tr, err := r.Jobs.Complete(ctx, done.ID, "w", json.RawMessage(`{"ok": true}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tr.Job.State != JobStateSucceeded || !tr.BatchFinished || tr.Batch == nil || !sameBatch(*tr.Batch, batch) {
 		t.Fatalf("Complete = %+v (batch %+v), want batch %+v finished", tr, tr.Batch, batch)
 	}
-	tr, err = r.Complete(ctx, done.ID, "w", nil)
+	tr, err = r.Jobs.Complete(ctx, done.ID, "w", nil)
 	if err != nil || tr.Batch != nil || tr.BatchFinished {
 		t.Fatalf("Complete without batch count = %+v, %v", tr, err)
 	}
-	if _, err := r.Complete(ctx, done.ID, "late", nil); !errors.Is(err, ErrLeaseLost) {
+	if _, err := r.Jobs.Complete(ctx, done.ID, "late", nil); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Complete by a lost worker: %v, want ErrLeaseLost", err)
 	}
-	_, err = r.Complete(ctx, done.ID, "w", json.RawMessage(`{"ok":`))
+	_, err = r.Jobs.Complete(ctx, done.ID, "w", json.RawMessage(`{"ok":`))
 	expectInvalid(t, err, "result")
-	_, err = r.Complete(ctx, done.ID, "", nil)
+	_, err = r.Jobs.Complete(ctx, done.ID, "", nil)
 	expectInvalid(t, err, "worker")
 }
 
 func TestJobsFailSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	requeued := sampleJob(tenant)
 	msg := "timeout \x00 \xff"
@@ -415,16 +381,16 @@ func TestJobsFailSQL(t *testing.T) {
 		WithArgs(requeued.ID, "w", strings.Repeat("é", MaxJobErrorLen/2), int64(2000), int64(3600000)).
 		WillReturnRows(sqlmock.NewRows(transitionCols))
 	ctx := context.Background()
-	tr, err := r.Fail(ctx, requeued.ID, "w", msg)
+	tr, err := r.Jobs.Fail(ctx, requeued.ID, "w", msg)
 	if err != nil || tr.Job.State != JobStateQueued || *tr.Job.LastError != clean || tr.Batch != nil {
 		t.Fatalf("Fail = %+v, %v", tr, err)
 	}
 	// A long message is cut on a character boundary.
 	long := strings.Repeat("é", MaxJobErrorLen/2) + "xyz"
-	if _, err := r.Fail(ctx, requeued.ID, "w", long); !errors.Is(err, ErrLeaseLost) {
+	if _, err := r.Jobs.Fail(ctx, requeued.ID, "w", long); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Fail of a lost job: %v, want ErrLeaseLost", err)
 	}
-	_, err = r.Fail(ctx, requeued.ID, "", "x")
+	_, err = r.Jobs.Fail(ctx, requeued.ID, "", "x")
 	expectInvalid(t, err, "worker")
 }
 
@@ -447,7 +413,7 @@ func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "") == s }
 
 func TestJobsCancelSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	cancelled := sampleJob(tenant)
 	cancelled.State, cancelled.FinishedAt = JobStateCancelled, &jobTestTime
@@ -458,7 +424,7 @@ func TestJobsCancelSQL(t *testing.T) {
 
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, cancelled.ID).
 		WillReturnRows(transitionRows(cancelled, &batch, true))
-	tr, err := r.Cancel(ctx, tenant, cancelled.ID)
+	tr, err := r.Jobs.Cancel(ctx, tenant, cancelled.ID)
 	if err != nil || tr.Job.State != JobStateCancelled || !tr.BatchFinished || tr.Batch.Cancelled != 1 {
 		t.Fatalf("Cancel = %+v, %v", tr, err)
 	}
@@ -466,7 +432,7 @@ func TestJobsCancelSQL(t *testing.T) {
 	// Already cancelled: unchanged, no error.
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, cancelled.ID).WillReturnRows(noRows)
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, cancelled.ID).WillReturnRows(jobRows(cancelled))
-	tr, err = r.Cancel(ctx, tenant, cancelled.ID)
+	tr, err = r.Jobs.Cancel(ctx, tenant, cancelled.ID)
 	if err != nil || tr.Job.ID != cancelled.ID || tr.Batch != nil || tr.BatchFinished {
 		t.Fatalf("Cancel again = %+v, %v", tr, err)
 	}
@@ -477,7 +443,7 @@ func TestJobsCancelSQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, succeeded.ID).
 		WillReturnRows(sqlmock.NewRows(transitionCols))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, succeeded.ID).WillReturnRows(jobRows(succeeded))
-	if _, err := r.Cancel(ctx, tenant, succeeded.ID); !errors.Is(err, sqladapter.ErrConflict) {
+	if _, err := r.Jobs.Cancel(ctx, tenant, succeeded.ID); !errors.Is(err, sqladapter.ErrConflict) {
 		t.Fatalf("Cancel succeeded job: %v, want ErrConflict", err)
 	}
 
@@ -486,17 +452,12 @@ func TestJobsCancelSQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCancel)).WithArgs(tenant, missing).
 		WillReturnRows(sqlmock.NewRows(transitionCols))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, missing).WillReturnRows(sqlmock.NewRows(jobCols))
-	if _, err := r.Cancel(ctx, tenant, missing); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Cancel missing job: %v, want ErrNotFound", err)
-	}
-
-	_, err = r.Cancel(ctx, uuid.Nil, missing)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Jobs.Cancel, tenant, missing)
 }
 
 func TestJobsRescueExpiredSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	requeued, failed, batch := uuid.New(), uuid.New(), uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobRescue)).WithArgs().
 		WillReturnRows(sqlmock.NewRows([]string{"id", "state", "batch"}).
@@ -505,12 +466,12 @@ func TestJobsRescueExpiredSQL(t *testing.T) {
 			AddRow(batch.String(), "failed", true))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobRescue)).WithArgs().
 		WillReturnRows(sqlmock.NewRows([]string{"id", "state", "batch"}))
-	res, err := r.RescueExpired(context.Background())
+	res, err := r.Jobs.RescueExpired(context.Background())
 	if err != nil || len(res.Requeued) != 1 || res.Requeued[0] != requeued || len(res.Failed) != 1 || res.Failed[0] != failed ||
 		len(res.FinishedBatches) != 1 || res.FinishedBatches[0] != batch {
 		t.Fatalf("RescueExpired = %+v, %v", res, err)
 	}
-	res, err = r.RescueExpired(context.Background())
+	res, err = r.Jobs.RescueExpired(context.Background())
 	if err != nil || res.Requeued == nil || len(res.Requeued)+len(res.Failed)+len(res.FinishedBatches) != 0 {
 		t.Fatalf("idle RescueExpired = %+v, %v", res, err)
 	}
@@ -518,7 +479,7 @@ func TestJobsRescueExpiredSQL(t *testing.T) {
 
 func TestJobsGetSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := runningJob(tenant, "w")
 	last := "boom"
@@ -526,52 +487,48 @@ func TestJobsGetSQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, want.ID).WillReturnRows(jobRows(want))
 	mock.ExpectQuery(render(DefaultSchema, sqlJobGet)).WithArgs(tenant, want.ID).WillReturnError(sql.ErrNoRows)
 	ctx := context.Background()
-	got, err := r.Get(ctx, tenant, want.ID)
+	got, err := r.Jobs.Get(ctx, tenant, want.ID)
 	if err != nil || got.ID != want.ID || *got.LockedBy != "w" || !got.LeaseExpiresAt.Equal(*want.LeaseExpiresAt) ||
 		*got.LastError != "boom" || got.Progress != 0.25 || string(got.Result) != "null" {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := r.Get(ctx, tenant, want.ID); !errors.Is(err, sqladapter.ErrNotFound) {
-		t.Fatalf("Get missing: %v, want ErrNotFound", err)
-	}
-	_, err = r.Get(ctx, uuid.Nil, want.ID)
-	expectInvalid(t, err, "tenant")
+	expectMissing(t, r.Jobs.Get, tenant, want.ID)
 }
 
 func TestJobsListSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	ctx, tenant, batch := context.Background(), uuid.New(), uuid.New()
 	a, b := sampleJob(tenant), sampleJob(tenant)
 	first := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	mock.ExpectQuery(render(DefaultSchema, sqlJobList)).
 		WithArgs(tenant, "", nil, "", first, uuid.Nil, 3, 0).
 		WillReturnRows(jobRows(a, b, sampleJob(tenant)))
-	page, err := r.List(ctx, tenant, JobFilter{}, Page{Limit: 2})
+	page, err := r.Jobs.List(ctx, tenant, JobFilter{}, Page{Limit: 2})
 	if err != nil || len(page.Items) != 2 || page.NextCursor == "" {
 		t.Fatalf("List = %+v, %v", page, err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobList)).
 		WithArgs(tenant, "failed", batch, "scan", b.CreatedAt, b.ID, 3, 0).
 		WillReturnRows(jobRows(a))
-	page, err = r.List(ctx, tenant, JobFilter{State: JobStateFailed, BatchID: &batch, Kind: "scan"}, Page{Limit: 2, Cursor: page.NextCursor})
+	page, err = r.Jobs.List(ctx, tenant, JobFilter{State: JobStateFailed, BatchID: &batch, Kind: "scan"}, Page{Limit: 2, Cursor: page.NextCursor})
 	if err != nil || len(page.Items) != 1 || page.NextCursor != "" {
 		t.Fatalf("List page 2 = %+v, %v", page, err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobList)).
 		WithArgs(tenant, "", nil, "", first, uuid.Nil, DefaultLimit+1, 10).
 		WillReturnRows(sqlmock.NewRows(jobCols))
-	page, err = r.List(ctx, tenant, JobFilter{}, Page{Offset: 10})
+	page, err = r.Jobs.List(ctx, tenant, JobFilter{}, Page{Offset: 10})
 	if err != nil || page.Items == nil || len(page.Items) != 0 {
 		t.Fatalf("List empty = %+v, %v", page, err)
 	}
-	_, err = r.List(ctx, tenant, JobFilter{State: "done"}, Page{})
+	_, err = r.Jobs.List(ctx, tenant, JobFilter{State: "done"}, Page{})
 	expectInvalid(t, err, "state")
-	_, err = r.List(ctx, tenant, JobFilter{}, Page{Limit: MaxLimit + 1})
+	_, err = r.Jobs.List(ctx, tenant, JobFilter{}, Page{Limit: MaxLimit + 1})
 	expectInvalid(t, err, "limit")
-	_, err = r.List(ctx, tenant, JobFilter{}, Page{Cursor: "nope"})
+	_, err = r.Jobs.List(ctx, tenant, JobFilter{}, Page{Cursor: "nope"})
 	expectInvalid(t, err, "cursor")
-	_, err = r.List(ctx, uuid.Nil, JobFilter{}, Page{})
+	_, err = r.Jobs.List(ctx, uuid.Nil, JobFilter{}, Page{})
 	expectInvalid(t, err, "tenant")
 }
 
@@ -579,40 +536,40 @@ func TestJobsListSQL(t *testing.T) {
 // the method.
 func TestJobsErrorsClassified(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	ctx, tenant, domain := context.Background(), uuid.New(), uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
 		WithArgs(tenant, `{"k"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{"`+domain.String()+`"}`).
 		WillReturnError(&pgconn.PgError{Code: "23503", ConstraintName: "jobs_domain_fkey", Message: "violates foreign key"})
-	_, err := r.Enqueue(ctx, tenant, NewJob{Kind: "k", DomainID: &domain})
+	_, err := r.Jobs.Enqueue(ctx, tenant, NewJob{Kind: "k", DomainID: &domain})
 	var e *sqladapter.Error
 	if !errors.Is(err, sqladapter.ErrForeignKey) || !errors.As(err, &e) || e.Constraint != "jobs_domain_fkey" {
 		t.Fatalf("Enqueue with a missing domain: %v, want ErrForeignKey", err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobClaim)).WithArgs(1, "w", int64(1000)).
 		WillReturnError(&pgconn.PgError{Code: "40P01", Message: "deadlock detected"})
-	if _, err := r.Claim(ctx, nil, "w", 1, time.Second); !errors.Is(err, sqladapter.ErrDeadlock) {
+	if _, err := r.Jobs.Claim(ctx, nil, "w", 1, time.Second); !errors.Is(err, sqladapter.ErrDeadlock) {
 		t.Fatalf("Claim: %v, want ErrDeadlock", err)
 	}
 	id := uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobComplete)).WithArgs(id, "w", nil).
 		WillReturnError(&pgconn.PgError{Code: "23514", ConstraintName: "batches_counts_check"})
-	if _, err := r.Complete(ctx, id, "w", nil); !errors.Is(err, sqladapter.ErrCheck) || errors.Is(err, ErrLeaseLost) {
+	if _, err := r.Jobs.Complete(ctx, id, "w", nil); !errors.Is(err, sqladapter.ErrCheck) || errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Complete: %v, want ErrCheck", err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobHeartbeat)).WithArgs(id, "w", int64(1000)).
 		WillReturnError(context.DeadlineExceeded)
-	if _, err := r.Heartbeat(ctx, id, "w", time.Second); !errors.Is(err, sqladapter.ErrTimeout) {
+	if _, err := r.Jobs.Heartbeat(ctx, id, "w", time.Second); !errors.Is(err, sqladapter.ErrTimeout) {
 		t.Fatalf("Heartbeat: %v, want ErrTimeout", err)
 	}
 	mock.ExpectExec(render(DefaultSchema, sqlJobSetProgress)).WithArgs(id, "w", 0.5).
 		WillReturnError(&pgconn.PgError{Code: "08006", Message: "connection failure"})
-	if err := r.SetProgress(ctx, id, "w", 0.5); !errors.Is(err, sqladapter.ErrConnection) {
+	if err := r.Jobs.SetProgress(ctx, id, "w", 0.5); !errors.Is(err, sqladapter.ErrConnection) {
 		t.Fatalf("SetProgress: %v, want ErrConnection", err)
 	}
 	mock.ExpectQuery(render(DefaultSchema, sqlJobRescue)).WithArgs().
 		WillReturnError(&pgconn.PgError{Code: "57014", Message: "canceling statement due to statement timeout"})
-	if _, err := r.RescueExpired(ctx); !errors.Is(err, sqladapter.ErrTimeout) {
+	if _, err := r.Jobs.RescueExpired(ctx); !errors.Is(err, sqladapter.ErrTimeout) {
 		t.Fatalf("RescueExpired: %v, want ErrTimeout", err)
 	}
 }
@@ -621,15 +578,14 @@ func TestJobsErrorsClassified(t *testing.T) {
 // needs quoting.
 func TestJobsSchema(t *testing.T) {
 	t.Parallel()
-	db, mock := mocktest.New(t)
-	r := New(db, WithSchema("Queue")).Jobs
+	r, mock := mockRepos(t, WithSchema("Queue"))
 	tenant := uuid.New()
 	stmt := render("Queue", sqlJobGet)
 	if !strings.Contains(stmt, `FROM "Queue".jobs`) {
 		t.Fatalf("rendered: %s", stmt)
 	}
 	mock.ExpectQuery(stmt).WithArgs(tenant, tenant).WillReturnRows(jobRows(sampleJob(tenant)))
-	if _, err := r.Get(context.Background(), tenant, tenant); err != nil {
+	if _, err := r.Jobs.Get(context.Background(), tenant, tenant); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{sqlJobEnqueue, sqlJobClaim, sqlJobComplete, sqlJobFail, sqlJobCancel, sqlJobRescue} {
@@ -641,7 +597,7 @@ func TestJobsSchema(t *testing.T) {
 
 func TestJobsCompleteManySQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockJobs(t)
+	r, mock := mockRepos(t)
 	ctx, tenant := context.Background(), uuid.New()
 	a, b, c := runningJob(tenant, "w"), runningJob(tenant, "w"), runningJob(tenant, "w")
 	batch := sampleBatch(tenant)
@@ -656,7 +612,7 @@ func TestJobsCompleteManySQL(t *testing.T) {
 	mock.ExpectQuery(render(DefaultSchema, sqlJobCompleteMany)).
 		WithArgs("w", `{"`+a.ID.String()+`","`+b.ID.String()+`","`+c.ID.String()+`"}`, `{"{\"n\": 1}","",""}`).
 		WillReturnRows(rows)
-	got, err := r.CompleteMany(ctx, "w", []Completion{{ID: a.ID, Result: json.RawMessage(` {"n": 1} `)}, {ID: b.ID}, {ID: c.ID}})
+	got, err := r.Jobs.CompleteMany(ctx, "w", []Completion{{ID: a.ID, Result: json.RawMessage(` {"n": 1} `)}, {ID: b.ID}, {ID: c.ID}})
 	if err != nil || len(got) != 2 || got[0].Job.ID != a.ID || got[1].Job.ID != c.ID {
 		t.Fatalf("CompleteMany = %+v, %v", got, err)
 	}
@@ -664,18 +620,18 @@ func TestJobsCompleteManySQL(t *testing.T) {
 		t.Fatalf("batch reported as %+v / %+v", got[0], got[1])
 	}
 
-	if got, err := r.CompleteMany(ctx, "w", nil); err != nil || got == nil || len(got) != 0 {
+	if got, err := r.Jobs.CompleteMany(ctx, "w", nil); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("CompleteMany of nothing = %v, %v; want an empty slice, no statement", got, err)
 	}
-	_, err = r.CompleteMany(ctx, "", []Completion{{ID: a.ID}})
+	_, err = r.Jobs.CompleteMany(ctx, "", []Completion{{ID: a.ID}})
 	expectInvalid(t, err, "worker")
-	_, err = r.CompleteMany(ctx, "w", []Completion{{ID: a.ID}, {}})
+	_, err = r.Jobs.CompleteMany(ctx, "w", []Completion{{ID: a.ID}, {}})
 	expectInvalid(t, err, "jobs[1].id")
-	_, err = r.CompleteMany(ctx, "w", []Completion{{ID: a.ID}, {ID: b.ID}, {ID: a.ID}})
+	_, err = r.Jobs.CompleteMany(ctx, "w", []Completion{{ID: a.ID}, {ID: b.ID}, {ID: a.ID}})
 	expectInvalid(t, err, "jobs[2].id")
-	_, err = r.CompleteMany(ctx, "w", []Completion{{ID: a.ID, Result: json.RawMessage(`{`)}})
+	_, err = r.Jobs.CompleteMany(ctx, "w", []Completion{{ID: a.ID, Result: json.RawMessage(`{`)}})
 	expectInvalid(t, err, "jobs[0].result")
-	_, err = r.CompleteMany(ctx, "w", make([]Completion, MaxClaimJobs+1))
+	_, err = r.Jobs.CompleteMany(ctx, "w", make([]Completion, MaxClaimJobs+1))
 	expectInvalid(t, err, "jobs")
 }
 

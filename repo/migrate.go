@@ -34,7 +34,11 @@ func Migrations() fs.FS {
 // Migrate applies every pending migration. Migrations need a session
 // (DDL, an advisory lock against concurrent runs, search_path), so they run
 // over cfg.DirectURL when cfg.URL is a transaction pooler, and over cfg.URL
-// otherwise. WithSchema migrates another schema, creating it if needed.
+// otherwise — with every field cfg sets explicitly: SSLMode, Driver,
+// ApplicationName, Settings and the timeouts, so a StatementTimeout meant
+// for the application's queries bounds each migration statement too (pass
+// a copy without it for long migrations). WithSchema migrates another
+// schema, creating it if needed.
 func Migrate(ctx context.Context, cfg driverconf.Config, opts ...Option) error {
 	return withProvider(ctx, cfg, opts, func(p *goose.Provider) error {
 		_, err := p.Up(ctx)
@@ -72,11 +76,12 @@ func withProvider(ctx context.Context, cfg driverconf.Config, opts []Option, fn 
 	if err != nil {
 		return err
 	}
-	db, err := driverconf.OpenDB(mcfg)
+	h0, err := driverconf.Open(mcfg)
 	if err != nil {
 		return fmt.Errorf("repo: migrate: %w", err)
 	}
-	defer db.Close()
+	defer h0.Close()
+	db := h0.DB.DB // goose takes a *sql.DB
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(o.schema)); err != nil {
 		return fmt.Errorf("repo: migrate: create schema %s: %w", o.schema, err)
 	}
@@ -106,28 +111,23 @@ func withProvider(ctx context.Context, cfg driverconf.Config, opts []Option, fn 
 }
 
 // migrationConfig picks the session-capable URL and pins search_path to
-// the target schema for the migration connection.
+// the target schema for the migration connection. Behind a transaction
+// pooler the connection goes to cfg.DirectURL with every field cfg sets
+// explicitly kept (see driverconf.Config.Direct): SSLMode, Driver,
+// ApplicationName, the timeouts — an explicit 0, "disabled", included —
+// and Settings. Only the pool size, the search path and the logger are the
+// migration's own.
 func migrationConfig(cfg driverconf.Config, schema string) (driverconf.Config, error) {
-	mode := cfg.WithDefaults().PoolMode
-	m := cfg
-	if mode == driverconf.Transaction {
-		if cfg.DirectURL == "" {
-			return driverconf.Config{}, ErrNeedDirectURL
-		}
-		parsed, err := driverconf.Parse(cfg.DirectURL)
-		if err != nil {
-			return driverconf.Config{}, fmt.Errorf("repo: DirectURL: %w", err)
-		}
-		m = parsed
-		m.Driver = cfg.Driver
-		if m.PoolMode == "" {
-			m.PoolMode = driverconf.Direct
-		}
+	if cfg.WithDefaults().PoolMode == driverconf.Transaction && cfg.DirectURL == "" {
+		return driverconf.Config{}, ErrNeedDirectURL
+	}
+	m, err := cfg.Direct()
+	if err != nil {
+		return driverconf.Config{}, fmt.Errorf("repo: %w", err)
 	}
 	m.DirectURL = ""
 	m.SearchPath = quoteIdent(schema)
 	m.MaxOpenConns, m.MaxIdleConns = 2, 1
-	m.StatementTimeout, m.LockTimeout, m.IdleInTransactionTimeout = 0, 0, 0
 	m.Logger = nil
 	return m, nil
 }

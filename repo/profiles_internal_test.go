@@ -15,16 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
-	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
-
-// mockProfiles returns Profiles over sqlmock: any statement not expected
-// fails the test.
-func mockProfiles(t *testing.T) (*Profiles, sqlmock.Sqlmock) {
-	t.Helper()
-	db, mock := mocktest.New(t)
-	return New(db).Profiles, mock
-}
 
 var profileCols = []string{"id", "tenant_id", "email", "display_name", "attributes", "created_at", "updated_at"}
 
@@ -45,26 +36,15 @@ func sampleProfile(tenant uuid.UUID) Profile {
 	}
 }
 
-// wantInvalid checks err is a *ValidationError for field matching
-// sqladapter.ErrInvalidInput.
-func wantInvalid(t *testing.T, err error, field string) {
-	t.Helper()
-	var ve *ValidationError
-	if !errors.As(err, &ve) || ve.Field != field || !errors.Is(err, sqladapter.ErrInvalidInput) {
-		t.Fatalf("err = %v, want a validation error for %q", err, field)
-	}
-	wantClass(t, err, sqladapter.ErrInvalidInput, sqladapter.KindInvalidInput)
-}
-
 func TestProfilesCreateSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockProfiles(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleProfile(tenant)
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, "Ann@Example.com", "Ann", json.RawMessage(`{"plan": "pro"}`)).
+		WithArgs(tenant, "Ann@Example.com", "Ann", `{"plan": "pro"}`).
 		WillReturnRows(profileRows(want))
-	got, err := r.Create(context.Background(), tenant, NewProfile{
+	got, err := r.Profiles.Create(context.Background(), tenant, NewProfile{
 		Email: "  Ann@Example.com ", DisplayName: " Ann ", Attributes: json.RawMessage(` {"plan": "pro"} `),
 	})
 	if err != nil {
@@ -78,42 +58,41 @@ func TestProfilesCreateSQL(t *testing.T) {
 
 func TestProfilesCreateDefaultsAttributes(t *testing.T) {
 	t.Parallel()
-	r, mock := mockProfiles(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleProfile(tenant)
 	want.Attributes = json.RawMessage(`{}`)
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, "bob@example.org", "", json.RawMessage(`{}`)).
+		WithArgs(tenant, "bob@example.org", "", `{}`).
 		WillReturnRows(profileRows(want))
-	if _, err := r.Create(context.Background(), tenant, NewProfile{Email: "bob@example.org"}); err != nil {
+	if _, err := r.Profiles.Create(context.Background(), tenant, NewProfile{Email: "bob@example.org"}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestProfilesCreateRendersSchema(t *testing.T) {
 	t.Parallel()
-	db, mock := mocktest.New(t)
-	r := New(db, WithSchema("Tenant Data")).Profiles
+	r, mock := mockRepos(t, WithSchema("Tenant Data"))
 	tenant := uuid.New()
 	stmt := render("Tenant Data", sqlProfileInsert)
 	if !strings.Contains(stmt, `INSERT INTO "Tenant Data".profiles`) {
 		t.Fatalf("rendered statement does not name the quoted schema:\n%s", stmt)
 	}
-	mock.ExpectQuery(stmt).WithArgs(tenant, "a@example.com", "", json.RawMessage(`{}`)).
+	mock.ExpectQuery(stmt).WithArgs(tenant, "a@example.com", "", `{}`).
 		WillReturnRows(profileRows(sampleProfile(tenant)))
-	if _, err := r.Create(context.Background(), tenant, NewProfile{Email: "a@example.com"}); err != nil {
+	if _, err := r.Profiles.Create(context.Background(), tenant, NewProfile{Email: "a@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestProfilesCreateConflict(t *testing.T) {
 	t.Parallel()
-	r, mock := mockProfiles(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, "ann@example.com", "", json.RawMessage(`{}`)).
+		WithArgs(tenant, "ann@example.com", "", `{}`).
 		WillReturnError(&pgconn.PgError{Code: "23505", ConstraintName: "profiles_tenant_email_key", Message: "duplicate key"})
-	_, err := r.Create(context.Background(), tenant, NewProfile{Email: "ann@example.com"})
+	_, err := r.Profiles.Create(context.Background(), tenant, NewProfile{Email: "ann@example.com"})
 	if !errors.Is(err, sqladapter.ErrConflict) {
 		t.Fatalf("err = %v, want ErrConflict", err)
 	}
@@ -157,34 +136,34 @@ func TestProfilesCreateInvalid(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r, _ := mockProfiles(t) // no statement expected
-			_, err := r.Create(context.Background(), c.tenant, c.in)
-			wantInvalid(t, err, c.field)
+			r, _ := mockRepos(t) // no statement expected
+			_, err := r.Profiles.Create(context.Background(), c.tenant, c.in)
+			expectInvalid(t, err, c.field)
 		})
 	}
 }
 
 func TestProfilesCreateAcceptsLimits(t *testing.T) {
 	t.Parallel()
-	r, mock := mockProfiles(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	name := strings.Repeat("é", 200)
 	email := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + ".example.com"
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileInsert)).
-		WithArgs(tenant, email, name, json.RawMessage(`{}`)).
+		WithArgs(tenant, email, name, `{}`).
 		WillReturnRows(profileRows(sampleProfile(tenant)))
-	if _, err := r.Create(context.Background(), tenant, NewProfile{Email: email, DisplayName: name}); err != nil {
+	if _, err := r.Profiles.Create(context.Background(), tenant, NewProfile{Email: email, DisplayName: name}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestProfilesGetSQL(t *testing.T) {
 	t.Parallel()
-	r, mock := mockProfiles(t)
+	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleProfile(tenant)
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileGet)).WithArgs(tenant, want.ID).WillReturnRows(profileRows(want))
-	got, err := r.Get(context.Background(), tenant, want.ID)
+	got, err := r.Profiles.Get(context.Background(), tenant, want.ID)
 	if err != nil || got.ID != want.ID || got.Email != want.Email {
 		t.Fatalf("Get = %+v, %v; want %+v", got, err, want)
 	}
@@ -192,19 +171,19 @@ func TestProfilesGetSQL(t *testing.T) {
 
 func TestProfilesGetNotFound(t *testing.T) {
 	t.Parallel()
-	r, mock := mockProfiles(t)
+	r, mock := mockRepos(t)
 	tenant, id := uuid.New(), uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlProfileGet)).WithArgs(tenant, id).WillReturnRows(profileRows())
-	if _, err := r.Get(context.Background(), tenant, id); !errors.Is(err, sqladapter.ErrNotFound) {
+	if _, err := r.Profiles.Get(context.Background(), tenant, id); !errors.Is(err, sqladapter.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
 }
 
 func TestProfilesGetInvalidTenant(t *testing.T) {
 	t.Parallel()
-	r, _ := mockProfiles(t)
-	_, err := r.Get(context.Background(), uuid.Nil, uuid.New())
-	wantInvalid(t, err, "tenant")
+	r, _ := mockRepos(t)
+	_, err := r.Profiles.Get(context.Background(), uuid.Nil, uuid.New())
+	expectInvalid(t, err, "tenant")
 }
 
 func TestProfilesUpdateSQL(t *testing.T) {
@@ -218,18 +197,18 @@ func TestProfilesUpdateSQL(t *testing.T) {
 	}{
 		{"email", ProfileUpdate{Email: &email}, []driver.Value{"New@Example.com", nil, nil}},
 		{"display name", ProfileUpdate{DisplayName: &name}, []driver.Value{nil, "", nil}},
-		{"attributes reset", ProfileUpdate{Attributes: &attrs}, []driver.Value{nil, nil, json.RawMessage(`{}`)}},
-		{"all", ProfileUpdate{Email: &email, DisplayName: &name, Attributes: &attrs}, []driver.Value{"New@Example.com", "", json.RawMessage(`{}`)}},
+		{"attributes reset", ProfileUpdate{Attributes: &attrs}, []driver.Value{nil, nil, `{}`}},
+		{"all", ProfileUpdate{Email: &email, DisplayName: &name, Attributes: &attrs}, []driver.Value{"New@Example.com", "", `{}`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r, mock := mockProfiles(t)
+			r, mock := mockRepos(t)
 			want := sampleProfile(tenant)
 			mock.ExpectQuery(render(DefaultSchema, sqlProfileUpdate)).
 				WithArgs(append([]driver.Value{tenant, want.ID}, c.args...)...).
 				WillReturnRows(profileRows(want))
-			got, err := r.Update(context.Background(), tenant, want.ID, c.up)
+			got, err := r.Profiles.Update(context.Background(), tenant, want.ID, c.up)
 			if err != nil || got.ID != want.ID {
 				t.Fatalf("Update = %+v, %v", got, err)
 			}
@@ -243,20 +222,20 @@ func TestProfilesUpdateErrors(t *testing.T) {
 	email := "taken@example.com"
 	t.Run("not found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileUpdate)).
 			WithArgs(tenant, id, email, nil, nil).WillReturnError(sql.ErrNoRows)
-		if _, err := r.Update(context.Background(), tenant, id, ProfileUpdate{Email: &email}); !errors.Is(err, sqladapter.ErrNotFound) {
+		if _, err := r.Profiles.Update(context.Background(), tenant, id, ProfileUpdate{Email: &email}); !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("conflict", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileUpdate)).
 			WithArgs(tenant, id, email, nil, nil).
 			WillReturnError(&pgconn.PgError{Code: "23505", ConstraintName: "profiles_tenant_email_key"})
-		if _, err := r.Update(context.Background(), tenant, id, ProfileUpdate{Email: &email}); !errors.Is(err, sqladapter.ErrConflict) {
+		if _, err := r.Profiles.Update(context.Background(), tenant, id, ProfileUpdate{Email: &email}); !errors.Is(err, sqladapter.ErrConflict) {
 			t.Fatalf("err = %v, want ErrConflict", err)
 		}
 	})
@@ -276,9 +255,9 @@ func TestProfilesUpdateErrors(t *testing.T) {
 	for _, c := range invalidCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r, _ := mockProfiles(t)
-			_, err := r.Update(context.Background(), c.tenant, id, c.up)
-			wantInvalid(t, err, c.field)
+			r, _ := mockRepos(t)
+			_, err := r.Profiles.Update(context.Background(), c.tenant, id, c.up)
+			expectInvalid(t, err, c.field)
 		})
 	}
 }
@@ -288,31 +267,31 @@ func TestProfilesDeleteSQL(t *testing.T) {
 	tenant, id := uuid.New(), uuid.New()
 	t.Run("deleted", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectExec(render(DefaultSchema, sqlProfileDelete)).WithArgs(tenant, id).WillReturnResult(sqlmock.NewResult(0, 1))
-		if err := r.Delete(context.Background(), tenant, id); err != nil {
+		if err := r.Profiles.Delete(context.Background(), tenant, id); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectExec(render(DefaultSchema, sqlProfileDelete)).WithArgs(tenant, id).WillReturnResult(sqlmock.NewResult(0, 0))
-		if err := r.Delete(context.Background(), tenant, id); !errors.Is(err, sqladapter.ErrNotFound) {
+		if err := r.Profiles.Delete(context.Background(), tenant, id); !errors.Is(err, sqladapter.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("nil tenant", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockProfiles(t)
-		wantInvalid(t, r.Delete(context.Background(), uuid.Nil, id), "tenant")
+		r, _ := mockRepos(t)
+		expectInvalid(t, r.Profiles.Delete(context.Background(), uuid.Nil, id), "tenant")
 	})
 	t.Run("connection error", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectExec(render(DefaultSchema, sqlProfileDelete)).WithArgs(tenant, id).
 			WillReturnError(&pgconn.PgError{Code: "57P01", Severity: "FATAL", Message: "terminating connection"})
-		if err := r.Delete(context.Background(), tenant, id); !errors.Is(err, sqladapter.ErrConnection) {
+		if err := r.Profiles.Delete(context.Background(), tenant, id); !errors.Is(err, sqladapter.ErrConnection) {
 			t.Fatalf("err = %v, want ErrConnection", err)
 		}
 	})
@@ -328,10 +307,10 @@ func TestProfilesListSQL(t *testing.T) {
 
 	t.Run("first page full", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileList)).
 			WithArgs(tenant, firstPage, uuid.Nil, 3, 0).WillReturnRows(profileRows(a, b, sampleProfile(tenant)))
-		page, err := r.List(context.Background(), tenant, Page{Limit: 2})
+		page, err := r.Profiles.List(context.Background(), tenant, Page{Limit: 2})
 		if err != nil || len(page.Items) != 2 {
 			t.Fatalf("List = %+v, %v", page, err)
 		}
@@ -346,20 +325,20 @@ func TestProfilesListSQL(t *testing.T) {
 	})
 	t.Run("cursor, last page", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileList)).
 			WithArgs(tenant, a.CreatedAt, a.ID, 3, 0).WillReturnRows(profileRows(b))
-		page, err := r.List(context.Background(), tenant, Page{Limit: 2, Cursor: cursor{createdAt: a.CreatedAt, id: a.ID}.encode()})
+		page, err := r.Profiles.List(context.Background(), tenant, Page{Limit: 2, Cursor: cursor{createdAt: a.CreatedAt, id: a.ID}.encode()})
 		if err != nil || len(page.Items) != 1 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v", page, err)
 		}
 	})
 	t.Run("offset, default limit, empty", func(t *testing.T) {
 		t.Parallel()
-		r, mock := mockProfiles(t)
+		r, mock := mockRepos(t)
 		mock.ExpectQuery(render(DefaultSchema, sqlProfileList)).
 			WithArgs(tenant, firstPage, uuid.Nil, DefaultLimit+1, 100).WillReturnRows(profileRows())
-		page, err := r.List(context.Background(), tenant, Page{Offset: 100})
+		page, err := r.Profiles.List(context.Background(), tenant, Page{Offset: 100})
 		if err != nil || page.Items == nil || len(page.Items) != 0 || page.NextCursor != "" {
 			t.Fatalf("List = %+v, %v; want an empty, non-nil page", page, err)
 		}
@@ -380,15 +359,15 @@ func TestProfilesListSQL(t *testing.T) {
 	for _, c := range invalidCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r, _ := mockProfiles(t)
-			_, err := r.List(context.Background(), c.tenant, c.page)
-			wantInvalid(t, err, c.field)
+			r, _ := mockRepos(t)
+			_, err := r.Profiles.List(context.Background(), c.tenant, c.page)
+			expectInvalid(t, err, c.field)
 		})
 	}
 	t.Run("malformed cursor", func(t *testing.T) {
 		t.Parallel()
-		r, _ := mockProfiles(t)
-		if _, err := r.List(context.Background(), tenant, Page{Cursor: "bm9wZQ"}); !errors.Is(err, sqladapter.ErrInvalidInput) {
+		r, _ := mockRepos(t)
+		if _, err := r.Profiles.List(context.Background(), tenant, Page{Cursor: "bm9wZQ"}); !errors.Is(err, sqladapter.ErrInvalidInput) {
 			t.Fatalf("err = %v, want ErrInvalidInput", err)
 		}
 	})

@@ -35,7 +35,14 @@ func WithSchema(schema string) Option {
 	return func(o *options) { o.schema = schema }
 }
 
-// New returns the repositories over q.
+// New returns the repositories over q. It is cheap: to send a request's
+// list and get calls to a read replica, build repositories over
+// db.Reader(ctx) for that request (with a sqladapter.ReadYourWrites context
+// when they must see the request's own writes), and keep writes on db:
+//
+//	ctx = sqladapter.ReadYourWrites(ctx)
+//	p, err := repo.New(db).Profiles.Update(ctx, tenant, id, change)
+//	page, err := repo.New(db.Reader(ctx)).Profiles.List(ctx, tenant, repo.Page{Limit: 50})
 func New(q sqladapter.Querier, opts ...Option) *Repos {
 	b := newBase(q, opts)
 	return &Repos{

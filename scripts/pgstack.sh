@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pgstack.sh - throwaway PostgreSQL + PgBouncer on 127.0.0.1 for poolsafe's tests; see scripts/README.md.
 # usage: scripts/pgstack.sh install|up|env|status|check|down
-#        scripts/pgstack.sh kill-bouncer|start-bouncer|restart-pg fast|immediate   (fault injection)
+#        scripts/pgstack.sh kill-bouncer|start-bouncer|restart-pg fast|immediate|stop-replica|start-replica|replica-delay MS   (faults)
 set -euo pipefail
 umask 077
 usage() { sed -n '3,4s/^# \{0,1\}//p' "$0"; }
@@ -9,11 +9,13 @@ die() { echo "pgstack.sh: $*" >&2; exit 1; }
 
 PG_PORT=${POOLSAFE_PG_PORT:-15432}
 BOUNCER_PORT=${POOLSAFE_BOUNCER_PORT:-16432}
+REPLICA_PORT=${POOLSAFE_REPLICA_PORT:-$((PG_PORT + 1))} # a streaming replica of PG_PORT's server
 PASSWORD=${POOLSAFE_DB_PASSWORD:-poolsafe-secret}
 DIR=${POOLSAFE_STACK_DIR:-${TMPDIR:-/tmp}/poolsafe-stack-$PG_PORT}
 TIMEOUT=60 # seconds to wait for a server
-[[ $PG_PORT =~ ^[0-9]+$ && $BOUNCER_PORT =~ ^[0-9]+$ && $PG_PORT != "$BOUNCER_PORT" ]] ||
-	die "POOLSAFE_PG_PORT and POOLSAFE_BOUNCER_PORT must be two different port numbers"
+[[ $PG_PORT =~ ^[0-9]+$ && $BOUNCER_PORT =~ ^[0-9]+$ && $REPLICA_PORT =~ ^[0-9]+$ &&
+	$(printf '%s\n' "$PG_PORT" "$BOUNCER_PORT" "$REPLICA_PORT" | sort -u | wc -l) == 3 ]] ||
+	die "POOLSAFE_PG_PORT, POOLSAFE_BOUNCER_PORT and POOLSAFE_REPLICA_PORT must be three different port numbers"
 # The password goes into the URLs and userlist.txt as is.
 [[ $PASSWORD =~ ^[A-Za-z0-9._~-]+$ ]] || die "POOLSAFE_DB_PASSWORD must be URL-safe: letters, digits, . _ ~ - only"
 DIR=$(realpath -m "$DIR")
@@ -33,9 +35,11 @@ AS=()
 as() { (cd / && "${AS[@]}" "$@"); } # that user may not be allowed into the caller's directory
 write() { as tee "$@" >/dev/null; } # stdin to a file, as the servers' user
 # The throwaway cluster's settings, given on every start (postmaster.opts keeps them too).
-PG_OPTS="-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$DIR/run -c max_connections=200"
+PG_OPTS="-c listen_addresses=127.0.0.1 -c unix_socket_directories=$DIR/run -c max_connections=200"
 PG_OPTS+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-pgctl() { as "$BINDIR/pg_ctl" -D "$DIR/data" -l "$DIR/postgresql.log" -o "$PG_OPTS" -w -t "$TIMEOUT" "$@" >/dev/null; }
+PG_OPTS+=" -c wal_writer_delay=10ms" # with synchronous_commit=off, the replica sees a commit once the WAL writer runs
+pgctl() { as "$BINDIR/pg_ctl" -D "$DIR/data" -l "$DIR/postgresql.log" -o "$PG_OPTS -c port=$PG_PORT" -w -t "$TIMEOUT" "$@" >/dev/null; }
+replctl() { as "$BINDIR/pg_ctl" -D "$DIR/replica" -l "$DIR/replica.log" -o "$PG_OPTS -c port=$REPLICA_PORT" -w -t "$TIMEOUT" "$@" >/dev/null; }
 sql() { # port database statement
 	PGPASSWORD=$PASSWORD PGCONNECT_TIMEOUT=3 "$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 \
 		-h 127.0.0.1 -p "$1" -U poolsafe -d "$2" -c "$3"
@@ -89,6 +93,12 @@ cmd_up() { # create/start both, wait until they accept connections, print the ex
 	wait_for "PostgreSQL on 127.0.0.1:$PG_PORT" ok "$PG_PORT" postgres
 	[[ $(sql "$PG_PORT" postgres "SELECT 1 FROM pg_database WHERE datname = 'poolsafe'") == 1 ]] ||
 		sql "$PG_PORT" postgres 'CREATE DATABASE poolsafe'
+	if [[ ! -f $DIR/replica/standby.signal ]]; then
+		as rm -rf "$DIR/replica" # an interrupted base backup
+		as env PGPASSWORD="$PASSWORD" "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U poolsafe \
+			-D "$DIR/replica" -R -X stream -c fast >"$DIR/basebackup.log" 2>&1 || fail "pg_basebackup failed"
+	fi
+	cmd_start-replica
 
 	echo "\"poolsafe\" \"$PASSWORD\"" | write "$DIR/userlist.txt"
 	# For PgBouncer 1.18 (Debian 12), which tracks no prepared statements. 1.22+ does by default:
@@ -97,6 +107,7 @@ cmd_up() { # create/start both, wait until they accept connections, print the ex
 		[databases]
 		poolsafe_tx = host=127.0.0.1 port=$PG_PORT dbname=poolsafe pool_mode=transaction pool_size=2
 		poolsafe_session = host=127.0.0.1 port=$PG_PORT dbname=poolsafe pool_mode=session pool_size=60
+		poolsafe_replica_tx = host=127.0.0.1 port=$REPLICA_PORT dbname=poolsafe pool_mode=transaction pool_size=2
 		[pgbouncer]
 		listen_addr = 127.0.0.1
 		listen_port = $BOUNCER_PORT
@@ -113,7 +124,9 @@ cmd_up() { # create/start both, wait until they accept connections, print the ex
 		server_tls_sslmode = disable
 		server_login_retry = 1
 	EOF
-	bouncer_pid >"$DIR/pgbouncer.expected-pid" || true # up adopts a running PgBouncer
+	if bouncer_pid >"$DIR/pgbouncer.expected-pid"; then # up adopts a running PgBouncer, with this configuration
+		sql "$BOUNCER_PORT" pgbouncer RELOAD >/dev/null || fail "PgBouncer did not reload $DIR/pgbouncer.ini"
+	fi
 	cmd_start-bouncer
 	stat -c %s "$DIR/pgbouncer.log" >"$DIR/pgbouncer.log-offset" # check reads the log from here
 	cmd_env
@@ -124,11 +137,14 @@ cmd_env() { # eval "$(scripts/pgstack.sh env)"
 	echo "export POOLSAFE_TEST_DIRECT_URL='$base:$PG_PORT/poolsafe?sslmode=disable'"
 	echo "export POOLSAFE_TEST_SESSION_URL='$base:$BOUNCER_PORT/poolsafe_session?sslmode=disable'"
 	echo "export POOLSAFE_TEST_TX_URL='$base:$BOUNCER_PORT/poolsafe_tx?sslmode=disable'"
+	echo "export POOLSAFE_TEST_REPLICA_DIRECT_URL='$base:$REPLICA_PORT/poolsafe?sslmode=disable'"
+	echo "export POOLSAFE_TEST_REPLICA_TX_URL='$base:$BOUNCER_PORT/poolsafe_replica_tx?sslmode=disable'"
 }
 
 cmd_status() { # exit 0 only if both accept connections
 	local rc=0
 	if ok "$PG_PORT" poolsafe; then echo "postgresql: running on 127.0.0.1:$PG_PORT"; else echo "postgresql: NOT running"; rc=1; fi
+	if ok "$REPLICA_PORT" poolsafe; then echo "replica:    running on 127.0.0.1:$REPLICA_PORT"; else echo "replica:    NOT running"; rc=1; fi
 	if bouncer_ok; then echo "pgbouncer:  running on 127.0.0.1:$BOUNCER_PORT"; else echo "pgbouncer:  NOT running"; rc=1; fi
 	echo "state dir:  $DIR"
 	return "$rc"
@@ -171,12 +187,31 @@ cmd_restart-pg() { # pg_ctl restart -m fast|immediate (immediate: a crash), wait
 	wait_for "PostgreSQL on 127.0.0.1:$PG_PORT" ok "$PG_PORT" poolsafe
 }
 
-cmd_down() { # stop both, delete the state directory
+cmd_stop-replica() { # stop the replica (fast), as a replica outage
+	replctl status || return 0
+	replctl -m fast stop || fail "stopping the replica failed"
+}
+
+cmd_start-replica() { # start the replica and wait until it accepts reads
+	replctl status || replctl start || fail "the replica did not start"
+	wait_for "the replica on 127.0.0.1:$REPLICA_PORT" ok "$REPLICA_PORT" poolsafe
+}
+
+cmd_replica-delay() { # MS: the replica applies WAL MS milliseconds late (recovery_min_apply_delay; 0: at once)
+	[[ $1 =~ ^[0-9]+$ ]] || die "usage: pgstack.sh replica-delay MILLISECONDS"
+	sql "$REPLICA_PORT" poolsafe "ALTER SYSTEM SET recovery_min_apply_delay = '$1ms'" &&
+		sql "$REPLICA_PORT" poolsafe 'SELECT pg_reload_conf()' >/dev/null || fail "replica-delay failed"
+}
+
+cmd_down() { # stop all three, delete the state directory
 	[[ -e $DIR ]] || return 0
 	[[ -e $DIR/.poolsafe-stack ]] || die "refusing to delete $DIR: it was not created by pgstack.sh"
 	stop_old_watchdog
 	local pid
 	if pid=$(bouncer_pid); then kill -TERM "$pid" && wait_for "PgBouncer (pid $pid) to exit" gone "$pid"; fi
+	if [[ -x $BINDIR/pg_ctl && -f $DIR/replica/PG_VERSION ]] && replctl status; then
+		replctl -m fast stop || replctl -m immediate stop
+	fi
 	if [[ -x $BINDIR/pg_ctl && -f $DIR/data/PG_VERSION ]] && pgctl status; then
 		pgctl -m fast stop || pgctl -m immediate stop
 	fi
@@ -184,7 +219,8 @@ cmd_down() { # stop both, delete the state directory
 }
 
 case "${1-}:$#" in
-install:1 | up:1 | env:1 | status:1 | check:1 | down:1 | kill-bouncer:1 | start-bouncer:1 | restart-pg:2)
+install:1 | up:1 | env:1 | status:1 | check:1 | down:1 | kill-bouncer:1 | start-bouncer:1 | restart-pg:2 | \
+	stop-replica:1 | start-replica:1 | replica-delay:2)
 	"cmd_$1" "${@:2}" ;;
 help:1 | -h:1 | --help:1) usage ;;
 *) usage >&2; exit 2 ;;

@@ -3,7 +3,7 @@
 package sqladapter_test
 
 // Benchmarks of the connector wrapper's cost: the raw driver with the same
-// driver settings driverconf uses, against driverconf.OpenDB (whose
+// driver settings driverconf uses, against driverconf.Open (whose
 // connections go through sqladapter.NewConnector), in the same run.
 //
 //	eval "$(scripts/pgstack.sh env)"
@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"syscall"
 	"testing"
 	"time"
 
@@ -95,14 +94,14 @@ func poolsafeDB(drv driverconf.Driver, mode driverconf.PoolMode) func(*testing.B
 		if mode == driverconf.Transaction {
 			dsn = u.Tx
 		}
-		db, err := driverconf.OpenDB(driverconf.Config{
+		db, err := driverconf.Open(driverconf.Config{
 			URL: dsn, Driver: drv, PoolMode: mode,
 			MaxOpenConns: benchConns, MaxIdleConns: benchConns,
 		})
 		if err != nil {
-			b.Fatalf("OpenDB: %v", err)
+			b.Fatalf("Open: %v", err)
 		}
-		return benchPing(b, db)
+		return benchPing(b, db.DB.DB)
 	}
 }
 
@@ -123,7 +122,7 @@ func loop(b *testing.B, fn func(ctx context.Context, i int64) error) {
 		b.Fatalf("warm-up: %v", err)
 	}
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := testdb.CPUTime()
 	var i int64
 	for b.Loop() {
 		i++
@@ -131,7 +130,7 @@ func loop(b *testing.B, fn func(ctx context.Context, i int64) error) {
 			b.Fatal(err)
 		}
 	}
-	reportCPU(b, cpu)
+	testdb.ReportCPU(b, cpu)
 }
 
 func int8Query(db *sql.DB) func(ctx context.Context, i int64) error {
@@ -335,7 +334,7 @@ func BenchmarkWrapperNoDB(b *testing.B) {
 		db   *sql.DB
 	}{
 		{"raw", sql.OpenDB(fc)},
-		{"poolsafe", sql.OpenDB(sqladapter.NewConnector(fc, sqladapter.ConnectorOptions{Driver: sqladapter.DriverPQ}))},
+		{"poolsafe", sql.OpenDB(sqladapter.NewConnector(fc, sqladapter.ConnectorOptions{Driver: "pq"}))},
 	} {
 		b.Cleanup(func() { c.db.Close() })
 		b.Run("int8/"+c.name, func(b *testing.B) {
@@ -429,24 +428,4 @@ func (r *fakeRows) Next(dest []driver.Value) error {
 	copy(dest, r.rows[r.i])
 	r.i++
 	return nil
-}
-
-// cpuTime is the CPU time (user + system, all threads) this process has
-// used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU reports the client's CPU time per operation since start as
-// cpu-ns/op: unlike ns/op it leaves out time spent waiting for the server
-// and for other processes on a busy machine, so it isolates what the client
-// code costs.
-func reportCPU(b *testing.B, start time.Duration) {
-	if b.N > 0 && start > 0 {
-		b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
-	}
 }

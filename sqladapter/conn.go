@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/scrapersky/poolsafe/internal/pgdial"
@@ -30,7 +31,7 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 }
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if isCopyFromStdin(query) {
 		return c.prepareCopy(ctx, query)
 	}
@@ -59,7 +60,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 // one. pgx has no such statement: its CopyFrom is reached through
 // sql.Conn.Raw and [Unwrap].
 func (c *conn) prepareCopy(ctx context.Context, query string) (driver.Stmt, error) {
-	if c.c.opts.Driver != DriverPQ {
+	if c.c.opts.Driver != driverPQ {
 		return nil, c.fail(ctx, "prepare", query, nil, time.Time{}, errCopyNeedsPQ)
 	}
 	pc, ok := c.base.(driver.ConnPrepareContext)
@@ -80,10 +81,11 @@ func (c *conn) Begin() (driver.Tx, error) {
 }
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if opts.Isolation == driver.IsolationLevel(sql.LevelDefault) {
 		opts.Isolation = driver.IsolationLevel(c.c.opts.Isolation)
 	}
+	opts.Isolation = postgresIsolation(opts.Isolation)
 	tx, err := c.beginBase(ctx, opts)
 	if err != nil {
 		return nil, c.fail(ctx, "begin", "BEGIN", nil, time.Time{}, err)
@@ -95,12 +97,12 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		}
 	}
 	c.inTx = true
-	return &connTx{base: tx, c: c, ctx: ctx}, nil
+	return &connTx{base: tx, c: c}, nil
 }
 
 func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if bt, ok := c.base.(driver.ConnBeginTx); ok {
-		if c.c.opts.Driver == DriverPQ {
+		if c.c.opts.Driver == driverPQ {
 			return pqBeginTx(ctx, c.wire, bt, opts) // lib/pq's BEGIN ignores ctx
 		}
 		return bt.BeginTx(ctx, opts)
@@ -113,7 +115,6 @@ func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	disarmAcquire(ctx)
 	tx, args, err := c.begin(ctx, "exec", query, args)
 	if err != nil {
 		return nil, err
@@ -134,13 +135,12 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	disarmAcquire(ctx)
 	tx, args, err := c.begin(ctx, "query", query, args)
 	if err != nil {
 		return nil, err
 	}
 	start, sent := time.Now(), c.sent()
-	rows, err := c.base.(driver.QueryerContext).QueryContext(ctx, query, pgxSimpleWithoutArgs(c.c.opts.Driver, args))
+	rows, err := c.queryBase(ctx, query, args)
 	if err != nil {
 		rollback(tx)
 		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
@@ -156,6 +156,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 // cannot do through this driver and sends []byte arguments the same way on
 // both drivers (see bytesArgs). tx is nil when no transaction was begun.
 func (c *conn) begin(ctx context.Context, op, query string, args []driver.NamedValue) (driver.Tx, []driver.NamedValue, error) {
+	acquired(ctx)
 	var tx driver.Tx
 	if c.ownTx(query) {
 		var err error
@@ -181,7 +182,7 @@ func rollback(tx driver.Tx) {
 // sends []byte arguments the same way on both drivers (see bytesArgs).
 func (c *conn) prepareArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
 	if isCopyFromStdin(query) {
-		if c.c.opts.Driver == DriverPQ {
+		if c.c.opts.Driver == driverPQ {
 			return nil, errCopyNeedsPrepare
 		}
 		return nil, errCopyNeedsPQ
@@ -249,7 +250,7 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 // the call has its connection (so its acquire timeout stops), and a
 // connection left inside a transaction is not reused.
 func (c *conn) ResetSession(ctx context.Context) error {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if st, ok := txStatus(c.c.opts.Driver, c.base); ok && st != txIdle {
 		return driver.ErrBadConn
 	}
@@ -287,7 +288,7 @@ func (c *conn) fail(ctx context.Context, op, query string, args []driver.NamedVa
 			slog.String("op", op),
 			slog.String("sql", query),
 			slog.String("error_kind", kind.String()),
-			slog.Any("error", err),
+			c.errorAttr(err),
 		}
 		if !start.IsZero() {
 			attrs = append(attrs, slog.Duration("duration", time.Since(start)))
@@ -312,6 +313,31 @@ func (c *conn) done(ctx context.Context, op, query string, args []driver.NamedVa
 	}
 }
 
+// errorAttr is the logged error. Without LogArgs, a message that can quote
+// an argument's value is cut before the value: PostgreSQL's data
+// exceptions (class 22: invalid input syntax for type integer: "…") and
+// errors that did not come from the server (a driver's "unable to encode"
+// prints the Go value).
+func (c *conn) errorAttr(err error) slog.Attr {
+	if c.c.opts.LogArgs {
+		return slog.Any("error", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		return slog.String("error", "unknown (message withheld: may quote an argument; set LogArgs to log it)")
+	}
+	switch {
+	case e.SQLState == "" && (e.Kind == KindConnection || e.Kind == KindTimeout || e.Kind == KindCanceled):
+		return slog.Any("error", err) // about the connection or the context, not the arguments
+	case e.SQLState == "":
+		return slog.String("error", e.Kind.String()+" (message withheld: may quote an argument; set LogArgs to log it)")
+	case strings.HasPrefix(e.SQLState, "22"):
+		msg, _, _ := strings.Cut(e.Message, ": ")
+		return slog.String("error", msg+": … (SQLSTATE "+e.SQLState+"; value withheld, set LogArgs to log it)")
+	}
+	return slog.String("error", e.Message+" (SQLSTATE "+e.SQLState+")")
+}
+
 func (c *conn) argsAttr(args []driver.NamedValue) slog.Attr {
 	if !c.c.opts.LogArgs {
 		return slog.Int("args", len(args))
@@ -327,11 +353,9 @@ func (c *conn) argsAttr(args []driver.NamedValue) slog.Attr {
 type connTx struct {
 	base driver.Tx
 	c    *conn
-	ctx  context.Context // BeginTx's, for the acquire timeout
 }
 
 func (t *connTx) Commit() error {
-	defer releaseAcquire(t.ctx)
 	t.c.inTx = false
 	sent := t.c.sent()
 	if err := t.base.Commit(); err != nil {
@@ -341,7 +365,6 @@ func (t *connTx) Commit() error {
 }
 
 func (t *connTx) Rollback() error {
-	defer releaseAcquire(t.ctx)
 	t.c.inTx = false
 	if err := t.base.Rollback(); err != nil {
 		return t.c.fail(context.Background(), "rollback", "ROLLBACK", nil, time.Time{}, err)
@@ -353,7 +376,7 @@ func (t *connTx) Rollback() error {
 type pingerImpl struct{ c *conn }
 
 func (p pingerImpl) Ping(ctx context.Context) error {
-	disarmAcquire(ctx)
+	acquired(ctx)
 	if err := p.c.base.(driver.Pinger).Ping(ctx); err != nil {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err

@@ -463,9 +463,9 @@ func TestConnClientSidePrepare(t *testing.T) {
 
 	t.Run("Driver without describing support", func(t *testing.T) {
 		t.Parallel()
-		// DriverPGX needs a *stdlib.Conn and DriverPQ a statement PREPARE
+		// driverPGX needs a *stdlib.Conn and driverPQ a statement PREPARE
 		// accepts; otherwise nothing is sent at Prepare time.
-		for _, tc := range []struct{ driver, query string }{{DriverPGX, q}, {DriverPQ, "CREATE TABLE t (a int)"}} {
+		for _, tc := range []struct{ driver, query string }{{driverPGX, q}, {driverPQ, "CREATE TABLE t (a int)"}} {
 			l := new(callLog)
 			wc := connect(t, newFakeBase(l, false, false, false), ConnectorOptions{ClientSidePrepare: true, Driver: tc.driver})
 			st, err := wc.(driver.ConnPrepareContext).PrepareContext(ctx, tc.query)
@@ -555,7 +555,7 @@ func openLogged(t *testing.T, opts ConnectorOptions, setup func(*fakeConn)) (*DB
 	}
 	sdb := sql.OpenDB(NewConnector(fc, opts))
 	t.Cleanup(func() { sdb.Close() })
-	return Wrap(sdb, "pgx", WithMetrics(opts.Metrics)), l
+	return Wrap(sdb, WithMetrics(opts.Metrics)), l
 }
 
 const secretQuery = "SELECT n FROM profiles WHERE token = $1"
@@ -611,6 +611,42 @@ func TestLogFailedQuery(t *testing.T) {
 	}
 	if strings.Contains(out, "slow query") {
 		t.Errorf("slow query logged with SlowQuery unset:\n%s", out)
+	}
+}
+
+// Errors that quote an argument's value — PostgreSQL's data exceptions, a
+// driver's encode failure — are logged without it unless LogArgs is set.
+func TestLogFailedQueryWithholdsQuotedValues(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"22P02", &pgconn.PgError{Severity: "ERROR", Code: "22P02", Message: `invalid input syntax for type integer: "s3cret-arg"`},
+			"invalid input syntax for type integer: …"},
+		{"encode", fmt.Errorf("failed to encode args[0]: unable to encode struct { Token string }{Token:\"s3cret-arg\"}"),
+			"message withheld"},
+	} {
+		for _, logArgs := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/LogArgs=%t", tc.name, logArgs), func(t *testing.T) {
+				t.Parallel()
+				var buf syncBuffer
+				db, _ := openLogged(t, ConnectorOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), LogArgs: logArgs},
+					func(c *fakeConn) { c.execErrs = []error{tc.err} })
+				if _, err := db.ExecContext(ctx, "UPDATE t SET n = $1", 1); err == nil {
+					t.Fatal("Exec succeeded, want the error")
+				}
+				out := buf.String()
+				if got := strings.Contains(out, "s3cret-arg"); got != logArgs {
+					t.Errorf("quoted value in log = %t, want %t:\n%s", got, logArgs, out)
+				}
+				if !logArgs && !strings.Contains(out, tc.want) {
+					t.Errorf("log lacks %q:\n%s", tc.want, out)
+				}
+			})
+		}
 	}
 }
 

@@ -13,17 +13,17 @@ import (
 	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
-// Driver names accepted in [ConnectorOptions].Driver.
+// The values of ConnectorOptions.Driver (driverconf.PGX and driverconf.PQ).
 const (
-	DriverPGX = "pgx"
-	DriverPQ  = "pq"
+	driverPGX = "pgx"
+	driverPQ  = "pq"
 )
 
 // ConnectorOptions configure [NewConnector]. Everything a configuration
 // asks of a connection lives here, so every handle opened over the
 // connector — sql.OpenDB, sqlx, [Wrap] — behaves the same.
 type ConnectorOptions struct {
-	// Driver is the underlying driver, DriverPGX or DriverPQ. It selects
+	// Driver is the underlying driver, "pgx" or "pq". It selects
 	// how statements are described (for Prepare-time checks and []byte
 	// arguments) and how a connection's transaction state is read. Empty
 	// means unknown: no describing, values are still normalised. Defaults
@@ -104,11 +104,11 @@ type connector struct {
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
-	disarmAcquire(ctx) // a new connection is being made for this call
+	acquired(ctx) // a new connection is being made for this call
 	sctx, slot := pgdial.WithSlot(ctx)
 	dc, err := c.base.Connect(sctx)
 	if err != nil {
-		return nil, connectError(ctx, err)
+		return nil, connectError(ctx, err) // nothing was sent: InTx may retry
 	}
 	if _, ok := dc.(driver.ExecerContext); !ok {
 		dc.Close()
@@ -118,13 +118,15 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("sqladapter: driver connection %T does not implement driver.QueryerContext", dc)
 	}
+	pgxRegisterTypes(dc)
 	return wrapConn(&conn{base: dc, c: c, wire: slot.Conn}), nil
 }
 
 func (c *connector) Driver() driver.Driver { return c.base.Driver() }
 
 // Unwrap returns the driver's own connection under a connection made by
-// [NewConnector], for use inside sql.Conn.Raw — for example to reach
+// [NewConnector] — also beneath wrappers with a Raw method, such as
+// otelsql's — for use inside sql.Conn.Raw, for example to reach
 // pgx's *stdlib.Conn and its CopyFrom. Anything else is returned as is.
 //
 //	err := sqlConn.Raw(func(dc any) error {
@@ -133,6 +135,15 @@ func (c *connector) Driver() driver.Driver { return c.base.Driver() }
 //		return err
 //	})
 func Unwrap(driverConn any) any {
+	// Connection wrappers such as otelsql's expose the connection they
+	// wrap with Raw.
+	for range 8 {
+		r, ok := driverConn.(interface{ Raw() driver.Conn })
+		if !ok {
+			break
+		}
+		driverConn = r.Raw()
+	}
 	if u, ok := driverConn.(interface{ unwrapConn() driver.Conn }); ok {
 		return u.unwrapConn()
 	}

@@ -31,15 +31,19 @@ type Setting struct {
 	Name, Value string
 }
 
-// DB is a sqlx handle with poolsafe's transaction helpers.
+// DB is a sqlx handle with poolsafe's transaction helpers, its counters
+// and the acquire timeout.
 type DB struct {
 	*sqlx.DB
-	opts dbOptions
+	metrics        *Metrics
+	acquireTimeout time.Duration
+	replicas       *replicaSet // nil without replicas
 }
 
 type dbOptions struct {
 	metrics        *Metrics
 	acquireTimeout time.Duration
+	replicas       *replicaSet
 }
 
 // Option configures [Wrap].
@@ -63,10 +67,16 @@ func WithAcquireTimeout(d time.Duration) Option {
 	return func(o *dbOptions) { o.acquireTimeout = d }
 }
 
-// Wrap returns a *DB over an existing *sql.DB — one opened by driverconf,
-// or sqlmock's. driverName picks sqlx's bindvar style ("pgx", "postgres",
-// "poolsafe" and "sqlmock" all mean $1).
-func Wrap(db *sql.DB, driverName string, opts ...Option) *DB {
+// bindName is the driver name *DB reports to sqlx: its bindvars are $1, $2….
+const bindName = "poolsafe"
+
+func init() { sqlx.BindDriver(bindName, sqlx.DOLLAR) }
+
+// Wrap returns a *DB over a *sql.DB you opened yourself: through
+// sql.OpenDB(driverconf.NewConnector(cfg)) — perhaps wrapped by a tracing
+// library — or sqlmock's in tests. driverconf.Open returns one ready-made.
+// sqlx binds its parameters as $1, $2….
+func Wrap(db *sql.DB, opts ...Option) *DB {
 	var o dbOptions
 	for _, f := range opts {
 		f(&o)
@@ -74,13 +84,31 @@ func Wrap(db *sql.DB, driverName string, opts ...Option) *DB {
 	if o.metrics == nil {
 		o.metrics = new(Metrics)
 	}
-	if sqlx.BindType(driverName) == sqlx.UNKNOWN {
-		sqlx.BindDriver(driverName, sqlx.DOLLAR)
+	h := &DB{DB: sqlx.NewDb(db, bindName), metrics: o.metrics, acquireTimeout: o.acquireTimeout, replicas: o.replicas}
+	if h.replicas != nil {
+		h.replicas.start()
 	}
-	return &DB{DB: sqlx.NewDb(db, driverName), opts: o}
+	return h
 }
 
-// Stats returns the pool's statistics and poolsafe's counters.
+// Stats returns the pool's statistics and poolsafe's counters, with the
+// replicas' states when there are replicas.
 func (db *DB) Stats() Stats {
-	return db.opts.metrics.snapshot(db.DB.Stats())
+	st := db.metrics.snapshot(db.DB.Stats())
+	if db.replicas != nil {
+		st.Replicas = db.replicas.stats()
+		st.PrimaryReads = db.replicas.primaryReads.Load()
+	}
+	return st
+}
+
+// Close closes the database and its replicas' handles.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.replicas != nil {
+		if rerr := db.replicas.close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }

@@ -91,9 +91,9 @@ func (c *conn) describe(ctx context.Context, query string) ([]string, error) {
 		err   error
 	)
 	switch c.c.opts.Driver {
-	case DriverPGX:
+	case driverPGX:
 		types, err = pgxDescribe(ctx, c.base, query)
-	case DriverPQ:
+	case driverPQ:
 		types, err = pqDescribe(ctx, c.base, query)
 	default:
 		return nil, errNotDescribable

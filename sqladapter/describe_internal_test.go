@@ -229,7 +229,7 @@ func TestPQDescribeDoesNotRunOtherStatements(t *testing.T) {
 	t.Run("Exec with []byte", func(t *testing.T) {
 		t.Parallel()
 		dc := &describeConn{types: "bytea"}
-		wc := connect(t, dc, ConnectorOptions{Driver: DriverPQ})
+		wc := connect(t, dc, ConnectorOptions{Driver: driverPQ})
 		_, err := wc.(driver.ExecerContext).ExecContext(ctx, multi, []driver.NamedValue{{Ordinal: 1, Value: []byte("x")}})
 		if !errors.Is(err, errMultipleStatements) {
 			t.Errorf("Exec error = %v, want errMultipleStatements (the extended protocol refuses it too)", err)
@@ -247,7 +247,7 @@ func TestDescribeBytesArgs(t *testing.T) {
 	ctx := context.Background()
 	const q = "INSERT INTO t (b, s, j, n) VALUES ($1, $2, $3, $4)"
 	dc := &describeConn{types: "bytea,text,jsonb,integer"}
-	wc := connect(t, dc, ConnectorOptions{Driver: DriverPQ})
+	wc := connect(t, dc, ConnectorOptions{Driver: driverPQ})
 	ec := wc.(driver.ExecerContext)
 	args := []driver.NamedValue{
 		{Ordinal: 1, Value: []byte{0xff, 0}},
@@ -284,7 +284,7 @@ func TestDescribeBytesArgs(t *testing.T) {
 
 	// No []byte argument: nothing is described.
 	plain := &describeConn{types: "text"}
-	pc := connect(t, plain, ConnectorOptions{Driver: DriverPQ})
+	pc := connect(t, plain, ConnectorOptions{Driver: driverPQ})
 	if _, err := pc.(driver.ExecerContext).ExecContext(ctx, "UPDATE t SET s = $1", []driver.NamedValue{{Ordinal: 1, Value: "s"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestDescribeAtPrepare(t *testing.T) {
 	ctx := context.Background()
 
 	dc := &describeConn{types: "text,bytea"}
-	wc := connect(t, dc, ConnectorOptions{ClientSidePrepare: true, Driver: DriverPQ})
+	wc := connect(t, dc, ConnectorOptions{ClientSidePrepare: true, Driver: driverPQ})
 	st, err := wc.(driver.ConnPrepareContext).PrepareContext(ctx, "SELECT $1::text, $2::bytea")
 	if err != nil {
 		t.Fatal(err)
@@ -308,7 +308,7 @@ func TestDescribeAtPrepare(t *testing.T) {
 	}
 
 	bad := &describeConn{err: &pq.Error{Severity: "ERROR", Code: "42P01", Message: `relation "nope" does not exist`}}
-	bc := connect(t, bad, ConnectorOptions{ClientSidePrepare: true, Driver: DriverPQ})
+	bc := connect(t, bad, ConnectorOptions{ClientSidePrepare: true, Driver: driverPQ})
 	_, err = bc.(driver.ConnPrepareContext).PrepareContext(ctx, "SELECT * FROM nope")
 	var e *Error
 	if !errors.As(err, &e) || e.SQLState != "42P01" {

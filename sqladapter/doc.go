@@ -39,10 +39,27 @@
 //	---------------------------  --------------------  -------------------------  ------------------------------
 //	scan timestamptz             time.Local            server session's zone      time.Time in time.UTC
 //	scan timestamp, date         time.UTC              unnamed zero-offset zone   time.Time in time.UTC
+//	scan timestamp 'infinity'    string "infinity"     []byte "infinity"          string "infinity"
 //	scan time                    string "15:04:05"     time.Time in year 0        string "15:04:05.999999"
+//	scan time '24:00'            string "24:00:00"     time.Time, 2 January       string "24:00:00"
+//	scan timetz                  string "15:04:05-07"  time.Time in year 0 with   string as PostgreSQL writes it:
+//	                                                     the offset as its zone     "11:59:59.5-04:30", "…+04:01:02"
+//	scan time, timetz into
+//	  *time.Time                 error                 stored                     error (a string, as on pgx)
 //	scan numeric, uuid, interval,
 //	  arrays, inet into any      string                []byte                     string
-//	scan bytea, json, jsonb      []byte                []byte                     []byte (unchanged)
+//	scan other types (enums,
+//	  hstore, extension types)
+//	  into any or a Scanner      string                []byte                     string: a Scanner that takes
+//	                                                                                only []byte (lib/pq's
+//	                                                                                hstore.Hstore) fails on both
+//	                                                                                drivers, one that takes a
+//	                                                                                string (pgtype.Hstore) works
+//	scan bytea, json, jsonb, xml []byte                []byte                     []byte (unchanged)
+//	scan bytea with
+//	  bytea_output = escape      error in text results []byte                     []byte
+//	                               ("invalid hex
+//	                               format")
 //	arg []byte → jsonb, json     error / error         error / stored             stored as JSON text
 //	arg []byte → text            stored as hex "\x…"   stored as the text         stored as the text
 //	arg []byte → bytea           stored                stored                     stored (unchanged)
@@ -53,12 +70,30 @@
 //	arg Valuer → []byte → text   stored as hex "\x…"   stored as the text         stored as the text
 //	arg Valuer → []byte → jsonb  error                 error                      stored as JSON text
 //	arg nil []byte → text, jsonb NULL                  NULL                       NULL
+//	arg *any, **T (a pointer to
+//	  an interface or pointer)   error ("cannot find   its value, NULL when nil   its value, NULL when nil
+//	                               encode plan")
 //	scan float4 1.2 into float64 1.2000000476837158    1.2                        1.2
 //	query without arguments,
-//	  several statements         refused (42601)       all run                    all run (one simple Query)
+//	  several statements         refused (42601)       all run; one result set    all run (one simple Query);
+//	                                                     per statement that has     the same result sets
+//	                                                     columns (NextResultSet)    (NextResultSet)
+//	BeginTx sql.LevelSnapshot    REPEATABLE READ       error                      REPEATABLE READ (PostgreSQL's
+//	                                                                                snapshot isolation)
 //
 // A driver.Valuer is resolved before any of this, so what it returns is
-// treated like the same value passed directly.
+// treated like the same value passed directly; so is a pointer, as
+// database/sql does for lib/pq.
+//
+// Where one driver gives a string and the other a []byte for the same
+// text, poolsafe gives the string, as pgx does: *string, *[]byte,
+// sql.RawBytes, numbers and sql.Null* scan either alike, but a value cannot
+// be both, so a Scanner written for one driver's representation works with
+// one choice only (lib/pq's hstore.Hstore takes only []byte, pgx's pgtype
+// types only a string). Types that both drivers give as []byte — bytea,
+// json, jsonb, xml — stay []byte. For the same reason time and timetz are
+// strings, as on pgx: scanning them into *time.Time, which lib/pq alone
+// allowed, fails on both drivers.
 //
 // A []byte argument is sent as bytes only where the parameter is bytea;
 // elsewhere it is sent as text. The parameter types come from describing

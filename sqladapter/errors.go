@@ -409,12 +409,13 @@ func driverError(ctx context.Context, err error) error {
 	return err
 }
 
-// connectError classifies an error from opening a connection. Nothing of
-// the caller's was sent, so the outcome is [OutcomeNotRun] whatever the
-// server said — a FATAL at startup (PgBouncer's server_login_retry, a
-// wrong password) included, on both drivers.
+// connectError classifies an error from opening a connection as the
+// driver's (see driverError: InTx may retry it). Nothing of the caller's
+// was sent, so the outcome is [OutcomeNotRun] whatever the server said —
+// a FATAL at startup (PgBouncer's server_login_retry, a wrong password)
+// included, on both drivers.
 func connectError(ctx context.Context, err error) error {
-	err = ClassifyContext(ctx, err)
+	err = driverError(ctx, err)
 	var e *Error
 	if errors.As(err, &e) {
 		e.outcome = OutcomeNotRun

@@ -21,7 +21,7 @@ func ExampleDB_InTx() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db := sqladapter.Wrap(mockDB, "sqlmock")
+	db := sqladapter.Wrap(mockDB)
 	defer db.Close()
 
 	for _, fail := range []bool{true, false} {

@@ -33,6 +33,11 @@ type Stats struct {
 	// TxRetries counts transactions InTx ran again after a serialization
 	// failure, deadlock or connection failure.
 	TxRetries int64
+	// Replicas are the replicas' states (see WithReplicas), and
+	// PrimaryReads the reads that asked for a replica but went to the
+	// primary because none qualified.
+	Replicas     []ReplicaStats
+	PrimaryReads int64
 }
 
 func (m *Metrics) snapshot(s sql.DBStats) Stats {

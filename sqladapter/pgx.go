@@ -57,9 +57,9 @@ func pgxTxStatus(dc driver.Conn) (byte, bool) {
 // or txFailed), and false when the driver's connection does not say.
 func txStatus(drv string, dc driver.Conn) (byte, bool) {
 	switch drv {
-	case DriverPGX:
+	case driverPGX:
 		return pgxTxStatus(dc)
-	case DriverPQ:
+	case driverPQ:
 		return pqTxStatus(dc)
 	}
 	return 0, false
@@ -102,7 +102,7 @@ var simpleProtocol = []driver.NamedValue{{Ordinal: 1, Value: pgx.QueryExecModeSi
 // by semicolons run on both drivers (pgx's extended protocol refuses them).
 // The results are text either way.
 func pgxSimpleWithoutArgs(drv string, args []driver.NamedValue) []driver.NamedValue {
-	if drv == DriverPGX && len(args) == 0 {
+	if drv == driverPGX && len(args) == 0 {
 		return simpleProtocol
 	}
 	return args

@@ -80,7 +80,6 @@ func (s *driverStmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	disarmAcquire(ctx)
 	args, err := s.args(ctx, args)
 	if err != nil {
 		return nil, s.c.fail(ctx, "exec", s.query, args, time.Time{}, err)
@@ -101,7 +100,6 @@ func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 }
 
 func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	disarmAcquire(ctx)
 	args, err := s.args(ctx, args)
 	if err != nil {
 		return nil, s.c.fail(ctx, "query", s.query, args, time.Time{}, err)
@@ -122,6 +120,7 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 }
 
 func (s *driverStmt) args(ctx context.Context, args []driver.NamedValue) ([]driver.NamedValue, error) {
+	acquired(ctx)
 	if s.copy {
 		return args, nil
 	}

@@ -3,6 +3,7 @@ package sqladapter
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -34,6 +35,7 @@ type TxOption func(*txConfig)
 type txConfig struct {
 	isolation   sql.IsolationLevel
 	readOnly    bool
+	onReplica   bool
 	settings    []Setting
 	maxAttempts int
 }
@@ -82,12 +84,27 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 	if cfg.maxAttempts < 1 {
 		cfg.maxAttempts = 1
 	}
+	failovers := 0 // replicas that failed this transaction
 	for attempt := 1; ; attempt++ {
-		err := db.runTx(ctx, &cfg, fn)
+		target, replica := db, -1
+		if cfg.onReplica {
+			target, replica = db.reader(ctx)
+		}
+		err := target.runTx(ctx, &cfg, fn)
 		if err == nil {
 			return nil
 		}
 		retry := retryable(err)
+		if replica >= 0 && isDatabaseError(err) && KindOf(err) == KindConnection && ctx.Err() == nil &&
+			failovers < len(db.replicas.list) {
+			// The replica went away: it leaves the rotation, and the
+			// read-only transaction runs again at once on the next pick,
+			// without using up an attempt.
+			db.replicas.markDown(replica, err)
+			failovers++
+			attempt--
+			continue
+		}
 		var ce *commitError
 		if errors.As(err, &ce) {
 			err = ce.err
@@ -102,7 +119,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 			}
 			return err
 		}
-		db.opts.metrics.countRetry()
+		db.metrics.countRetry()
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return ClassifyContext(ctx, err)
 		}
@@ -224,4 +241,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// postgresIsolation maps the isolation levels database/sql names onto
+// PostgreSQL's: sql.LevelSnapshot is REPEATABLE READ, which in PostgreSQL
+// is snapshot isolation. pgx maps it so; lib/pq refuses it ("isolation
+// level not supported: 5"), and the same call must begin the same
+// transaction on both drivers.
+func postgresIsolation(l driver.IsolationLevel) driver.IsolationLevel {
+	if l == driver.IsolationLevel(sql.LevelSnapshot) {
+		return driver.IsolationLevel(sql.LevelRepeatableRead)
+	}
+	return l
 }

@@ -22,36 +22,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/scrapersky/poolsafe/sqladapter"
+	"github.com/scrapersky/poolsafe/sqladapter/mocktest"
 )
-
-// newMockDB returns a *sqladapter.DB over a fresh sqlmock whose SQL must
-// match exactly; expectations are checked when the test ends.
-// newMockDB returns a DB whose one connection is sqlmock's, wrapped by
-// NewConnector as driverconf would wrap a real driver's.
-func newMockDB(t *testing.T, opts ...sqladapter.Option) (*sqladapter.DB, sqlmock.Sqlmock) {
-	t.Helper()
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	dsn := "mock-" + hex.EncodeToString(rnd[:])
-	mockDB, mock, err := sqlmock.NewWithDSN(dsn, sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
-	if err != nil {
-		t.Fatalf("sqlmock.New: %v", err)
-	}
-	dc, err := mockDB.Driver().Open(dsn) // the same mock connection
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdb := sql.OpenDB(sqladapter.NewConnector(txOptsConnector{c: &txOptsConn{Conn: dc}, d: mockDB.Driver()}, sqladapter.ConnectorOptions{}))
-	sdb.SetMaxOpenConns(1)
-	t.Cleanup(func() {
-		if err := mock.ExpectationsWereMet(); err != nil {
-			t.Errorf("sqlmock expectations: %v", err)
-		}
-		sdb.Close()
-		mockDB.Close()
-	})
-	return sqladapter.Wrap(sdb, "sqlmock", opts...), mock
-}
 
 // waitExpectations polls ExpectationsWereMet: database/sql rolls back a
 // transaction whose context ended from its own goroutine.
@@ -77,266 +49,220 @@ func execUpdate(ctx context.Context, tx *sqladapter.Tx) error {
 	return err
 }
 
-func TestInTxRetriesRetryableErrors(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		err  error
-	}{
-		{"pgx serialization", &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access due to concurrent update"}},
-		{"pq serialization", &pq.Error{Severity: "ERROR", Code: "40001", Message: "could not serialize access due to concurrent update"}},
-		{"pgx deadlock", &pgconn.PgError{Severity: "ERROR", Code: "40P01", Message: "deadlock detected"}},
-		{"pq deadlock", &pq.Error{Severity: "ERROR", Code: "40P01", Message: "deadlock detected"}},
+// expectation is one statement InTx sends, and what sqlmock answers.
+type expectation func(sqlmock.Sqlmock)
+
+var (
+	begin    expectation = func(m sqlmock.Sqlmock) { m.ExpectBegin() }
+	commit   expectation = func(m sqlmock.Sqlmock) { m.ExpectCommit() }
+	rollback expectation = func(m sqlmock.Sqlmock) { m.ExpectRollback() }
+	update               = updateFails(nil)
+)
+
+func updateFails(err error) expectation {
+	return func(m sqlmock.Sqlmock) {
+		e := m.ExpectExec(updateJob).WithArgs("done", 7)
+		if err != nil {
+			e.WillReturnError(err)
+		} else {
+			e.WillReturnResult(sqlmock.NewResult(0, 1))
+		}
+	}
+}
+
+func beginFails(err error) expectation {
+	return func(m sqlmock.Sqlmock) { m.ExpectBegin().WillReturnError(err) }
+}
+
+func commitFails(err error) expectation {
+	return func(m sqlmock.Sqlmock) { m.ExpectCommit().WillReturnError(err) }
+}
+
+// setConfig expects the per-transaction settings statement with args.
+func setConfig(query string, err error, args ...driver.Value) expectation {
+	return func(m sqlmock.Sqlmock) {
+		e := m.ExpectExec(query).WithArgs(args...)
+		if err != nil {
+			e.WillReturnError(err)
+		} else {
+			e.WillReturnResult(sqlmock.NewResult(0, 1))
+		}
+	}
+}
+
+// repeat is n times the expectations in es.
+func repeat(n int, es ...expectation) []expectation {
+	var out []expectation
+	for range n {
+		out = append(out, es...)
+	}
+	return out
+}
+
+var (
+	pgxSerialization = &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access due to concurrent update"}
+	badLockTimeout   = &pgconn.PgError{Severity: "ERROR", Code: "22023", Message: `invalid value for parameter "lock_timeout": "bogus"`}
+	notSupported     = &pgconn.PgError{Severity: "ERROR", Code: "0A000", Message: "not supported"}
+	errMine          = errors.New("mine")
+)
+
+// inTxCase is one db.InTx call over sqlmock: what InTx must send (and what
+// the database answers), what fn does, and what InTx must return.
+type inTxCase struct {
+	name   string
+	expect []expectation
+	opts   []sqladapter.TxOption
+	fn     func(context.Context, *sqladapter.Tx) error // nil: execUpdate
+	cancel string                                      // "before" InTx, or "in fn" before it runs; "": never
+
+	wantErr        error  // errors.Is target; nil: success
+	same           bool   // InTx returns wantErr itself, unchanged
+	wantMsg        string // a part of the error's text
+	calls, retries int    // fn's calls; Stats().TxRetries
+	check          func(t *testing.T, err error)
+}
+
+func inTxCases() []inTxCase {
+	var cases []inTxCase
+	for name, err := range map[string]error{
+		"pgx serialization": pgxSerialization,
+		"pq serialization":  &pq.Error{Severity: "ERROR", Code: "40001", Message: "could not serialize access due to concurrent update"},
+		"pgx deadlock":      &pgconn.PgError{Severity: "ERROR", Code: "40P01", Message: "deadlock detected"},
+		"pq deadlock":       &pq.Error{Severity: "ERROR", Code: "40P01", Message: "deadlock detected"},
 		// A broken connection before COMMIT: nothing can have been applied.
-		{"bad conn before commit", driver.ErrBadConn},
+		"bad conn before commit": driver.ErrBadConn,
 	} {
+		cases = append(cases, inTxCase{name: "retried after " + name,
+			expect: []expectation{begin, updateFails(err), rollback, begin, update, commit},
+			calls:  2, retries: 1})
+	}
+	for _, err := range []error{driver.ErrBadConn, io.ErrUnexpectedEOF} {
+		cases = append(cases, inTxCase{name: fmt.Sprintf("COMMIT failing with %v not retried: it may have been applied", err),
+			expect:  []expectation{begin, update, commitFails(err)},
+			wantErr: sqladapter.ErrConnection, calls: 1,
+			check: func(t *testing.T, got error) {
+				if !errors.Is(got, err) {
+					t.Errorf("InTx error = %v, want it to wrap %v", got, err)
+				}
+			}})
+	}
+	urlErr := &url.Error{Op: "Get", URL: "https://example.com/", Err: io.ErrUnexpectedEOF}
+	for _, err := range []error{io.ErrUnexpectedEOF, urlErr, io.EOF, context.DeadlineExceeded, errMine} {
+		cases = append(cases, inTxCase{name: fmt.Sprintf("fn's own %T %v: run once, returned unchanged", err, err),
+			expect: []expectation{begin, rollback},
+			fn:     func(context.Context, *sqladapter.Tx) error { return err },
+			same:   true, wantErr: err, calls: 1})
+	}
+	noop := func(context.Context, *sqladapter.Tx) error { return nil }
+	return append(cases, []inTxCase{
+		{name: "gives up after WithAttempts(3)",
+			expect:  repeat(3, begin, updateFails(&pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"}), rollback),
+			opts:    []sqladapter.TxOption{sqladapter.WithAttempts(3)},
+			wantErr: sqladapter.ErrSerialization, wantMsg: "3 attempts", calls: 3, retries: 2,
+			check: func(t *testing.T, err error) {
+				if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "40001" {
+					t.Errorf("errors.As(*pgconn.PgError) failed on %v", err)
+				}
+			}},
+		{name: "conflict not retried",
+			expect: []expectation{begin, updateFails(&pq.Error{Severity: "ERROR", Code: "23505",
+				Message: "duplicate key value violates unique constraint", Constraint: "jobs_pkey"}), rollback},
+			wantErr: sqladapter.ErrConflict, calls: 1,
+			check: func(t *testing.T, err error) {
+				if e := (*sqladapter.Error)(nil); !errors.As(err, &e) || e.Constraint != "jobs_pkey" || e.SQLState != "23505" {
+					t.Errorf("InTx error %#v: want *sqladapter.Error with constraint jobs_pkey, SQLSTATE 23505", err)
+				}
+			}},
+		{name: "serialization failure at COMMIT retried",
+			expect: []expectation{begin, commitFails(&pgconn.PgError{Severity: "ERROR", Code: "40001",
+				Message: "could not serialize access due to read/write dependencies among transactions"}), begin, commit},
+			fn: noop, opts: []sqladapter.TxOption{sqladapter.WithIsolation(sql.LevelSerializable)},
+			calls: 2, retries: 1},
+		{name: "settings first, in one statement",
+			expect: []expectation{begin, setConfig("SELECT set_config($1, $2, true), set_config($3, $4, true)", nil,
+				"statement_timeout", "5000ms", "app.tenant_id", "t1"), update, commit},
+			opts:  []sqladapter.TxOption{sqladapter.WithSetting("statement_timeout", "5000ms"), sqladapter.WithSetting("app.tenant_id", "t1")},
+			calls: 1},
+		{name: "no settings, no set_config", expect: []expectation{begin, update, commit}, calls: 1},
+		{name: "settings failing: rolled back, fn not run, the error says so",
+			expect: []expectation{begin, setConfig("SELECT set_config($1, $2, true)", badLockTimeout, "lock_timeout", "bogus"), rollback},
+			fn:     noop, opts: []sqladapter.TxOption{sqladapter.WithSetting("lock_timeout", "bogus")},
+			wantErr: sqladapter.ErrInvalidInput, wantMsg: "apply transaction settings"},
+		{name: "BEGIN failing: the error says so",
+			expect: []expectation{beginFails(notSupported)}, fn: noop, wantErr: notSupported, wantMsg: "begin"},
+		{name: "context canceled before: nothing sent", cancel: "before", fn: noop, wantErr: context.Canceled},
+		{name: "context canceled while fn runs", cancel: "in fn", expect: []expectation{begin, rollback},
+			wantErr: context.Canceled, calls: 1},
+		{name: "retryable error after cancel: not retried", cancel: "in fn", expect: []expectation{begin, rollback},
+			fn:      func(context.Context, *sqladapter.Tx) error { return pgxSerialization },
+			wantErr: pgxSerialization, calls: 1},
+		{name: "fn's error after a statement: rolled back, returned unchanged",
+			expect: []expectation{begin, update, rollback},
+			fn: func(ctx context.Context, tx *sqladapter.Tx) error {
+				if err := execUpdate(ctx, tx); err != nil {
+					return err
+				}
+				return errMine
+			},
+			same: true, wantErr: errMine, calls: 1},
+	}...)
+}
+
+func TestInTx(t *testing.T) {
+	t.Parallel()
+	for _, tc := range inTxCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := context.Background()
-			db, mock := newMockDB(t)
-			mock.ExpectBegin()
-			mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnError(tc.err)
-			mock.ExpectRollback()
-			mock.ExpectBegin()
-			mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
-			mock.ExpectCommit()
-
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			db, mock := mocktest.New(t)
+			for _, e := range tc.expect {
+				e(mock)
+			}
+			fn := tc.fn
+			if fn == nil {
+				fn = execUpdate
+			}
+			if tc.cancel == "before" {
+				cancel()
+			}
 			calls := 0
 			err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
 				calls++
-				return execUpdate(ctx, tx)
-			})
-			if err != nil {
-				t.Fatalf("InTx: %v", err)
+				if tc.cancel == "in fn" {
+					cancel()
+				}
+				return fn(ctx, tx)
+			}, tc.opts...)
+			// database/sql rolls back a transaction whose context ended
+			// from a goroutine of its own.
+			waitExpectations(t, mock)
+			if tc.same && err != tc.wantErr { //nolint:errorlint // unchanged means the same value
+				t.Errorf("InTx error = %#v, want fn's error unchanged (%#v)", err, tc.wantErr)
 			}
-			if calls != 2 {
-				t.Errorf("fn called %d times, want 2", calls)
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("InTx error = %v, want %v", err, tc.wantErr)
 			}
-			if got := db.Stats().TxRetries; got != 1 {
-				t.Errorf("Stats().TxRetries = %d, want 1", got)
+			if tc.wantMsg != "" && (err == nil || !strings.Contains(err.Error(), tc.wantMsg)) {
+				t.Errorf("InTx error = %v, want it to mention %q", err, tc.wantMsg)
 			}
-		})
-	}
-}
-
-func TestInTxGivesUpAfterAttemptLimit(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		dbOpts []sqladapter.Option
-		txOpts []sqladapter.TxOption
-	}{
-		{"WithAttempts", nil, []sqladapter.TxOption{sqladapter.WithAttempts(3)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db, mock := newMockDB(t, tc.dbOpts...)
-			for range 3 {
-				mock.ExpectBegin()
-				mock.ExpectExec(updateJob).WithArgs("done", 7).
-					WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"})
-				mock.ExpectRollback()
+			if calls != tc.calls {
+				t.Errorf("fn called %d times, want %d", calls, tc.calls)
 			}
-			calls := 0
-			err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
-				calls++
-				return execUpdate(ctx, tx)
-			}, tc.txOpts...)
-			if !errors.Is(err, sqladapter.ErrSerialization) {
-				t.Fatalf("InTx error = %v, want ErrSerialization", err)
+			if got := db.Stats().TxRetries; got != int64(tc.retries) {
+				t.Errorf("Stats().TxRetries = %d, want %d", got, tc.retries)
 			}
-			if !strings.Contains(err.Error(), "3 attempts") {
-				t.Errorf("InTx error %q does not mention the 3 attempts", err)
-			}
-			var pe *pgconn.PgError
-			if !errors.As(err, &pe) || pe.Code != "40001" {
-				t.Errorf("errors.As(*pgconn.PgError) failed on %v", err)
-			}
-			if calls != 3 {
-				t.Errorf("fn called %d times, want 3", calls)
-			}
-			if got := db.Stats().TxRetries; got != 2 {
-				t.Errorf("Stats().TxRetries = %d, want 2", got)
+			if tc.check != nil {
+				tc.check(t, err)
 			}
 		})
 	}
-}
-
-func TestInTxDoesNotRetryConflict(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, mock := newMockDB(t)
-	mock.ExpectBegin()
-	mock.ExpectExec(updateJob).WithArgs("done", 7).
-		WillReturnError(&pq.Error{Severity: "ERROR", Code: "23505", Message: "duplicate key value violates unique constraint", Constraint: "jobs_pkey"})
-	mock.ExpectRollback()
-
-	calls := 0
-	err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
-		calls++
-		return execUpdate(ctx, tx)
-	})
-	if !errors.Is(err, sqladapter.ErrConflict) {
-		t.Fatalf("InTx error = %v, want ErrConflict", err)
-	}
-	var e *sqladapter.Error
-	if !errors.As(err, &e) || e.Constraint != "jobs_pkey" || e.SQLState != "23505" {
-		t.Errorf("InTx error %#v: want *sqladapter.Error with constraint jobs_pkey, SQLSTATE 23505", err)
-	}
-	if calls != 1 {
-		t.Errorf("fn called %d times, want 1", calls)
-	}
-	if got := db.Stats().TxRetries; got != 0 {
-		t.Errorf("Stats().TxRetries = %d, want 0", got)
-	}
-}
-
-func TestInTxCommitConnectionFailureNotRetried(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		err  error
-	}{
-		{"ErrBadConn", driver.ErrBadConn},
-		{"ErrUnexpectedEOF", io.ErrUnexpectedEOF},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db, mock := newMockDB(t)
-			mock.ExpectBegin()
-			mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
-			mock.ExpectCommit().WillReturnError(tc.err)
-
-			calls := 0
-			err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
-				calls++
-				return execUpdate(ctx, tx)
-			})
-			if !errors.Is(err, sqladapter.ErrConnection) {
-				t.Fatalf("InTx error = %v, want ErrConnection", err)
-			}
-			if !errors.Is(err, tc.err) {
-				t.Errorf("InTx error = %v, want it to wrap %v", err, tc.err)
-			}
-			if calls != 1 {
-				t.Errorf("fn called %d times, want 1 (COMMIT may have been applied)", calls)
-			}
-			if got := db.Stats().TxRetries; got != 0 {
-				t.Errorf("Stats().TxRetries = %d, want 0", got)
-			}
-		})
-	}
-}
-
-func TestInTxCommitSerializationFailureRetried(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, mock := newMockDB(t)
-	mock.ExpectBegin()
-	mock.ExpectCommit().WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access due to read/write dependencies among transactions"})
-	mock.ExpectBegin()
-	mock.ExpectCommit()
-
-	calls := 0
-	err := db.InTx(ctx, func(*sqladapter.Tx) error {
-		calls++
-		return nil
-	}, sqladapter.WithIsolation(sql.LevelSerializable))
-	if err != nil {
-		t.Fatalf("InTx: %v", err)
-	}
-	if calls != 2 {
-		t.Errorf("fn called %d times, want 2", calls)
-	}
-	if got := db.Stats().TxRetries; got != 1 {
-		t.Errorf("Stats().TxRetries = %d, want 1", got)
-	}
-}
-
-func TestInTxAppliesSettingsFirst(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, mock := newMockDB(t)
-
-	// Per-call settings: one statement right after BEGIN.
-	mock.ExpectBegin()
-	mock.ExpectExec("SELECT set_config($1, $2, true), set_config($3, $4, true)").
-		WithArgs("statement_timeout", "5000ms", "app.tenant_id", "t1").
-		WillReturnResult(sqlmock.NewResult(0, 1))
-	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
-	mock.ExpectCommit()
-
-	fn := func(tx *sqladapter.Tx) error { return execUpdate(ctx, tx) }
-	if err := db.InTx(ctx, fn, sqladapter.WithSetting("statement_timeout", "5000ms"), sqladapter.WithSetting("app.tenant_id", "t1")); err != nil {
-		t.Fatalf("InTx with settings: %v", err)
-	}
-}
-
-func TestInTxNoSettingsNoSetConfig(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, mock := newMockDB(t)
-	mock.ExpectBegin()
-	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
-	mock.ExpectCommit()
-	if err := db.InTx(ctx, func(tx *sqladapter.Tx) error { return execUpdate(ctx, tx) }); err != nil {
-		t.Fatalf("InTx: %v", err)
-	}
-}
-
-func TestInTxSettingsFailureRollsBack(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, mock := newMockDB(t)
-	mock.ExpectBegin()
-	mock.ExpectExec("SELECT set_config($1, $2, true)").WithArgs("lock_timeout", "bogus").
-		WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "22023", Message: `invalid value for parameter "lock_timeout": "bogus"`})
-	mock.ExpectRollback()
-	called := false
-	err := db.InTx(ctx, func(*sqladapter.Tx) error { called = true; return nil },
-		sqladapter.WithSetting("lock_timeout", "bogus"))
-	if !errors.Is(err, sqladapter.ErrInvalidInput) {
-		t.Fatalf("InTx error = %v, want ErrInvalidInput", err)
-	}
-	if called {
-		t.Error("fn ran although the settings failed")
-	}
-}
-
-// runTx wraps a failed set_config as "apply transaction settings: …" and a
-// failed BEGIN as "begin: …"; that context should survive classification.
-func TestInTxErrorKeepsContext(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	t.Run("settings", func(t *testing.T) {
-		t.Parallel()
-		db, mock := newMockDB(t)
-		mock.ExpectBegin()
-		mock.ExpectExec("SELECT set_config($1, $2, true)").WithArgs("lock_timeout", "bogus").
-			WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "22023", Message: `invalid value for parameter "lock_timeout": "bogus"`})
-		mock.ExpectRollback()
-		err := db.InTx(ctx, func(*sqladapter.Tx) error { return nil }, sqladapter.WithSetting("lock_timeout", "bogus"))
-		if err == nil || !strings.Contains(err.Error(), "apply transaction settings") {
-			t.Errorf("InTx error = %v, want it to say the transaction settings failed", err)
-		}
-	})
-	t.Run("begin", func(t *testing.T) {
-		t.Parallel()
-		db, mock := newMockDB(t)
-		mock.ExpectBegin().WillReturnError(&pgconn.PgError{Severity: "ERROR", Code: "0A000", Message: "not supported"})
-		err := db.InTx(ctx, func(*sqladapter.Tx) error { return nil })
-		if err == nil || !strings.Contains(err.Error(), "begin") {
-			t.Errorf("InTx error = %v, want it to say BEGIN failed", err)
-		}
-	})
 }
 
 func TestInTxRollsBackOnPanic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	mock.ExpectBegin()
 	mock.ExpectRollback()
 
@@ -348,95 +274,6 @@ func TestInTxRollsBackOnPanic(t *testing.T) {
 	if recovered != "boom" {
 		t.Fatalf("recovered %v, want the panic value \"boom\" re-raised", recovered)
 	}
-}
-
-func TestInTxRollsBackOnError(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, mock := newMockDB(t)
-	mock.ExpectBegin()
-	mock.ExpectExec(updateJob).WithArgs("done", 7).WillReturnResult(sqlmock.NewResult(0, 1))
-	mock.ExpectRollback()
-
-	errMine := errors.New("mine")
-	calls := 0
-	err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
-		calls++
-		if err := execUpdate(ctx, tx); err != nil {
-			return err
-		}
-		return errMine
-	})
-	if err != errMine { //nolint:errorlint // unchanged means the same value
-		t.Errorf("InTx error = %#v, want the fn's error unchanged", err)
-	}
-	if !errors.Is(err, errMine) {
-		t.Errorf("errors.Is(%v, errMine) = false", err)
-	}
-	if calls != 1 {
-		t.Errorf("fn called %d times, want 1", calls)
-	}
-}
-
-func TestInTxContextCanceled(t *testing.T) {
-	t.Parallel()
-	t.Run("before", func(t *testing.T) {
-		t.Parallel()
-		db, _ := newMockDB(t) // no expectation: nothing reaches the driver
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		called := false
-		err := db.InTx(ctx, func(*sqladapter.Tx) error { called = true; return nil })
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("InTx error = %v, want context.Canceled", err)
-		}
-		if called {
-			t.Error("fn ran with a canceled context")
-		}
-	})
-	t.Run("while running", func(t *testing.T) {
-		t.Parallel()
-		db, mock := newMockDB(t)
-		mock.ExpectBegin()
-		mock.ExpectRollback()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		calls := 0
-		err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
-			calls++
-			cancel()
-			_, err := tx.ExecContext(ctx, updateJob, "done", 7)
-			return err
-		})
-		waitExpectations(t, mock)
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("InTx error = %v, want context.Canceled", err)
-		}
-		if calls != 1 {
-			t.Errorf("fn called %d times, want 1", calls)
-		}
-	})
-	t.Run("retryable error after cancel", func(t *testing.T) {
-		t.Parallel()
-		db, mock := newMockDB(t)
-		mock.ExpectBegin()
-		mock.ExpectRollback()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		calls := 0
-		_ = db.InTx(ctx, func(*sqladapter.Tx) error {
-			calls++
-			cancel()
-			return &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"}
-		})
-		waitExpectations(t, mock)
-		if calls != 1 {
-			t.Errorf("fn called %d times, want 1 (no retry once ctx is done)", calls)
-		}
-		if got := db.Stats().TxRetries; got != 0 {
-			t.Errorf("Stats().TxRetries = %d, want 0", got)
-		}
-	})
 }
 
 // txOptsConn passes a sqlmock connection through, recording the options
@@ -502,7 +339,7 @@ func TestInTxIsolationAndReadOnly(t *testing.T) {
 	ctx := context.Background()
 	noop := func(*sqladapter.Tx) error { return nil }
 
-	db := sqladapter.Wrap(sdb, "sqlmock")
+	db := sqladapter.Wrap(sdb)
 	if err := db.InTx(ctx, noop); err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +349,7 @@ func TestInTxIsolationAndReadOnly(t *testing.T) {
 	// The connector's isolation level applies to every transaction begun
 	// with the default level, however the handle was opened.
 	rr := sqladapter.Wrap(sql.OpenDB(sqladapter.NewConnector(txOptsConnector{c: rec, d: mockDB.Driver()},
-		sqladapter.ConnectorOptions{Isolation: sql.LevelRepeatableRead})), "sqlmock")
+		sqladapter.ConnectorOptions{Isolation: sql.LevelRepeatableRead})))
 	if err := rr.InTx(ctx, noop); err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +386,7 @@ func queuedJobs(ctx context.Context, q sqladapter.Querier) (int, error) {
 func TestQuerierHandles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, mock := newMockDB(t)
+	db, mock := mocktest.New(t)
 	expectCount := func(n int) {
 		mock.ExpectQuery(countQueued).WithArgs("queued").WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n))
 	}
@@ -620,31 +457,6 @@ func TestSetConfigSQL(t *testing.T) {
 			}
 			if !reflect.DeepEqual(args, tc.wantArgs) {
 				t.Errorf("args = %#v, want %#v", args, tc.wantArgs)
-			}
-		})
-	}
-}
-
-func TestInTxCallerErrorsRunOnceUnchanged(t *testing.T) {
-	t.Parallel()
-	urlErr := &url.Error{Op: "Get", URL: "https://example.com/", Err: io.ErrUnexpectedEOF}
-	for _, want := range []error{io.ErrUnexpectedEOF, urlErr, io.EOF, context.DeadlineExceeded, errors.New("mine")} {
-		t.Run(fmt.Sprintf("%T %v", want, want), func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db, mock := newMockDB(t)
-			mock.ExpectBegin()
-			mock.ExpectRollback()
-			calls := 0
-			err := db.InTx(ctx, func(*sqladapter.Tx) error {
-				calls++
-				return want
-			})
-			if calls != 1 {
-				t.Errorf("fn ran %d times, want 1: an error of fn's own is never retried", calls)
-			}
-			if err != want {
-				t.Errorf("InTx error = %#v, want fn's error unchanged (%#v)", err, want)
 			}
 		})
 	}

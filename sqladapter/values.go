@@ -16,14 +16,28 @@ import (
 // differently (see the table in the package documentation). A
 // driver.Valuer is resolved here, as database/sql does for lib/pq, so that
 // what it returns — JSON in a []byte, a time, a NULL — is treated like the
-// same value passed directly.
+// same value passed directly. So is a pointer, as database/sql does for
+// lib/pq: its value is sent, or NULL for a nil pointer — pgx alone cannot
+// send a *any, or a pointer to a pointer, at all.
 func normaliseArg(nv *driver.NamedValue) error {
-	if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
-		val, err := callValuer(v)
-		if err != nil {
-			return fmt.Errorf("sqladapter: argument $%d: %T.Value: %w", nv.Ordinal, nv.Value, err)
+	for range maxDerefs {
+		if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
+			val, err := callValuer(v)
+			if err != nil {
+				return fmt.Errorf("sqladapter: argument $%d: %T.Value: %w", nv.Ordinal, nv.Value, err)
+			}
+			nv.Value = val
+			break
 		}
-		nv.Value = val
+		rv := reflect.ValueOf(nv.Value)
+		if rv.Kind() != reflect.Pointer || nativeArg(nv.Value) {
+			break
+		}
+		if rv.IsNil() {
+			nv.Value = nil
+			break
+		}
+		nv.Value = rv.Elem().Interface()
 	}
 	switch v := nv.Value.(type) {
 	case []byte:
@@ -62,15 +76,19 @@ func normaliseArg(nv *driver.NamedValue) error {
 	return nil
 }
 
-// nativeArg reports values both drivers take as they are: the Valuer is
-// left to the driver for them.
+// nativeArg reports values normalised below as they are: the Valuer, or
+// the pointer, is left to that.
 func nativeArg(v any) bool {
 	switch v.(type) {
-	case json.RawMessage, *json.RawMessage:
+	case json.RawMessage, *json.RawMessage, *time.Time, *time.Duration:
 		return true
 	}
 	return false
 }
+
+// maxDerefs bounds how many pointers an argument is unwrapped through (a
+// pointer type can point to itself: type P *P).
+const maxDerefs = 8
 
 // callValuer is database/sql's rule: a nil pointer whose Value method has
 // a value receiver is NULL rather than a panic.
@@ -133,14 +151,44 @@ func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedV
 
 // Column kinds that need normalising on the way out.
 const (
-	colOther  = iota
-	colBinary // bytea, json, jsonb: []byte on both drivers
-	colTimeOfDay
+	colOther     = iota
+	colBinary    // bytea, json, jsonb, xml: []byte on both drivers
+	colTimeOfDay // time: "15:04:05.999999"
+	colTimeTZ    // timetz: "15:04:05.999999-07", as PostgreSQL writes it
 	colFloat4
 )
 
+// formatTimeOfDay writes lib/pq's time of day (a time.Time on 1 January of
+// year 0, in its own zone) the way PostgreSQL and pgx write it:
+// "15:04:05.999999", and "24:00:00" — which lib/pq reads as midnight on
+// 2 January — rather than "00:00:00".
+func formatTimeOfDay(v time.Time) string {
+	if v.Day() == 2 && v.Hour() == 0 && v.Minute() == 0 && v.Second() == 0 && v.Nanosecond() == 0 {
+		return "24:00:00"
+	}
+	return v.Format("15:04:05.999999")
+}
+
+// formatOffset writes v's zone offset as PostgreSQL does for timetz: "+04",
+// "-04:30", "+04:01:02".
+func formatOffset(v time.Time) string {
+	_, off := v.Zone()
+	sign := byte('+')
+	if off < 0 {
+		sign, off = '-', -off
+	}
+	b := fmt.Appendf([]byte{sign}, "%02d", off/3600)
+	if off%3600 != 0 {
+		b = fmt.Appendf(b, ":%02d", off%3600/60)
+		if off%60 != 0 {
+			b = fmt.Appendf(b, ":%02d", off%60)
+		}
+	}
+	return string(b)
+}
+
 // rows normalises values on the way out: every time.Time in UTC, time of
-// day as "15:04:05.999999", float4 as the shortest decimal that reads back
+// day as "15:04:05.999999" (time) or with its offset (timetz), float4 as the shortest decimal that reads back
 // as the same float4, and every text-like value a string. When the
 // statement ran in a transaction of its own (see ConnectorOptions.Settings),
 // Close ends that transaction.
@@ -169,10 +217,12 @@ func (r *rows) initKinds() {
 			continue
 		}
 		switch tn.ColumnTypeDatabaseTypeName(i) {
-		case "BYTEA", "JSON", "JSONB":
+		case "BYTEA", "JSON", "JSONB", "XML":
 			r.kinds[i] = colBinary
 		case "TIME":
 			r.kinds[i] = colTimeOfDay
+		case "TIMETZ", "1266": // pgx names the types it has no codec for by OID
+			r.kinds[i] = colTimeTZ
 		case "FLOAT4":
 			r.kinds[i] = colFloat4
 		}
@@ -182,8 +232,12 @@ func (r *rows) initKinds() {
 func (r *rows) Columns() []string { return r.base.Columns() }
 
 func (r *rows) Close() error {
-	defer releaseAcquire(r.ctx)
 	err := r.base.Close()
+	if err != nil {
+		// A later statement's error in a query of several reaches the
+		// caller here (sql.Row.Scan returns it): classified, as from Next.
+		err = driverError(r.ctx, err)
+	}
 	if r.tx != nil {
 		tx := r.tx
 		r.tx = nil
@@ -215,9 +269,12 @@ func (r *rows) Next(dest []driver.Value) error {
 		}
 		switch v := v.(type) {
 		case time.Time:
-			if r.kinds[i] == colTimeOfDay {
-				dest[i] = v.Format("15:04:05.999999")
-			} else {
+			switch r.kinds[i] {
+			case colTimeOfDay:
+				dest[i] = formatTimeOfDay(v)
+			case colTimeTZ:
+				dest[i] = formatTimeOfDay(v) + formatOffset(v)
+			default:
 				dest[i] = v.UTC()
 			}
 		case []byte:
@@ -248,7 +305,11 @@ func (r *rows) NextResultSet() error {
 		return io.EOF
 	}
 	if err := n.NextResultSet(); err != nil {
-		return err
+		if err == io.EOF {
+			return err
+		}
+		r.failed = true
+		return driverError(r.ctx, err)
 	}
 	r.kinds = nil // the next result set has columns of its own
 	return nil
@@ -277,7 +338,7 @@ func (r *rows) ColumnTypeScanType(i int) reflect.Type {
 		r.initKinds()
 	}
 	switch {
-	case r.kinds[i] == colTimeOfDay:
+	case r.kinds[i] == colTimeOfDay, r.kinds[i] == colTimeTZ:
 		return typeString
 	case r.kinds[i] != colBinary && st == typeBytes:
 		return typeString

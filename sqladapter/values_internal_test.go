@@ -49,6 +49,13 @@ func TestNormaliseArg(t *testing.T) {
 		{"[]byte", []byte("b"), []byte("b")},
 		{"bool", true, true},
 		{"named string type", myString("m"), myString("m")},
+		{"*any holding []byte", ptrTo(any([]byte{1})), []byte{1}},
+		{"*any holding nil", ptrTo(any(nil)), nil},
+		{"**[]byte", ptrTo(ptrTo([]byte{2})), []byte{2}},
+		{"*any holding *time.Time", ptrTo(any(&inZone)), inUTC},
+		{"*string", ptrTo("s"), "s"},
+		{"nil *string", (*string)(nil), nil},
+		{"*any holding a nil *int", ptrTo(any((*int)(nil))), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -69,6 +76,8 @@ func TestNormaliseArg(t *testing.T) {
 		})
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 // typedRows are driver rows that know their columns' database types and
 // scan types.
@@ -117,7 +126,15 @@ func TestRowsNormalise(t *testing.T) {
 		{"DATE", tTime, time.Date(2024, 2, 29, 0, 0, 0, 0, zeroOffset), time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), tTime},
 		{"TIME", tTime, time.Date(0, 1, 1, 3, 4, 5, 123456000, zeroOffset), "03:04:05.123456", tString},
 		{"TIME", tTime, time.Date(0, 1, 1, 3, 4, 5, 0, time.UTC), "03:04:05", tString},
-		{"TIME", tString, "03:04:05.5", "03:04:05.5", tString}, // pgx sends a string already
+		{"TIME", tString, "03:04:05.5", "03:04:05.5", tString},                         // pgx sends a string already
+		{"TIME", tTime, time.Date(0, 1, 2, 0, 0, 0, 0, time.UTC), "24:00:00", tString}, // lib/pq's 24:00
+		{"TIMETZ", tTime, time.Date(0, 1, 1, 11, 59, 59, 500000000, time.FixedZone("", 4*3600)), "11:59:59.5+04", tString},
+		{"TIMETZ", tTime, time.Date(0, 1, 1, 11, 59, 59, 0, time.FixedZone("", -(4*3600+30*60))), "11:59:59-04:30", tString},
+		{"TIMETZ", tTime, time.Date(0, 1, 1, 11, 59, 59, 0, time.FixedZone("", 4*3600+62)), "11:59:59+04:01:02", tString},
+		{"TIMETZ", tTime, time.Date(0, 1, 2, 0, 0, 0, 0, time.FixedZone("", -4*3600)), "24:00:00-04", tString},
+		{"TIMETZ", tTime, time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), "00:00:00+00", tString},
+		{"1266", tString, "11:59:59+04", "11:59:59+04", tString}, // pgx: timetz by OID, a string already
+		{"XML", tBytes, []byte("<a/>"), []byte("<a/>"), tBytes},
 		{"UUID", tBytes, []byte("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", tString},
 		{"NUMERIC", tBytes, []byte("12.50"), "12.50", tString},
 		{"_TEXT", tBytes, []byte("{a,b}"), "{a,b}", tString},

@@ -1,17 +1,19 @@
-// Command demo runs the scraping back office's pipeline through a
-// transaction-mode pooler on both drivers at once: for each of pgx and
-// lib/pq it submits a batch of domains, and eight workers claim and
-// complete the jobs (some fail on their first attempt and are retried after
-// a backoff) while a progress line moves. At the end it checks every job:
-// each completed exactly once, with the right result, and exactly one
-// worker learned that its batch finished. It exits non-zero if anything was
-// lost, duplicated or wrong.
+// Command demo shows what poolsafe is for, through a transaction-mode pooler.
+// First the raw drivers with their default settings run 32 goroutines × 50
+// queries, each goroutine with its own SQL text and every answer checked:
+// pgx fails, lib/pq returns other clients' rows. Then the back office's
+// scraping pipeline runs through poolsafe on both drivers at once: each
+// submits a batch of domains, eight workers claim and complete the jobs
+// (about one in seven fails once and is retried after a backoff), and every
+// job is read back and checked. It exits non-zero if a job was lost,
+// completed twice or holds another domain's result.
 //
-//	make demo                        # starts the local stack and runs this
+//	make demo                                    # starts the local stack and runs this
 //	DATABASE_URL=… DIRECT_URL=… go run ./examples/demo
 //
-// Flags: -domains (default 2000), -workers per driver (8), -short (200
-// domains, for CI), -keep (keep the poolsafe_demo schema afterwards).
+// DATABASE_URL is the pooler, DIRECT_URL a session-capable URL to the same
+// database for the migrations (driverconf.FromEnv reads both). Flags:
+// -domains (default 2000), -workers per driver (8), -short (200 domains).
 package main
 
 import (
@@ -21,10 +23,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
+	"hash/crc32"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -35,7 +36,6 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/scrapersky/poolsafe/driverconf"
-	"github.com/scrapersky/poolsafe/internal/testdb"
 	"github.com/scrapersky/poolsafe/repo"
 	"github.com/scrapersky/poolsafe/sqladapter"
 )
@@ -45,90 +45,74 @@ const schema = "poolsafe_demo"
 func main() {
 	domains := flag.Int("domains", 2000, "domains in each driver's batch")
 	workers := flag.Int("workers", 8, "workers per driver")
-	short := flag.Bool("short", false, "a short run (200 domains), for CI")
-	keep := flag.Bool("keep", false, "keep the "+schema+" schema afterwards")
+	short := flag.Bool("short", false, "a short run (200 domains)")
 	flag.Parse()
 	if *short {
 		*domains = 200
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *domains, *workers, *keep); err != nil {
+	if err := run(ctx, *domains, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, nDomains, nWorkers int, keep bool) error {
+func run(ctx context.Context, nDomains, nWorkers int) error {
 	base, err := driverconf.FromEnv()
 	if err != nil {
 		return fmt.Errorf("%w\n(run `make demo` to use the local PostgreSQL + PgBouncer stack)", err)
 	}
 	mode := base.WithDefaults().PoolMode
 	fmt.Printf("database %s, pool mode %s\n", driverconf.RedactURL(base.URL), mode)
+	if mode == driverconf.Transaction {
+		rawDrivers(ctx, base.URL)
+	}
 	if err := repo.Migrate(ctx, base, repo.WithSchema(schema)); err != nil {
 		return err
 	}
-	if !keep {
-		defer func() {
-			if err := repo.MigrateDown(context.Background(), base, repo.WithSchema(schema)); err != nil {
-				fmt.Fprintln(os.Stderr, "demo: clean up:", err)
-			}
-		}()
-	}
-	if mode == driverconf.Transaction {
-		before(ctx, base.URL)
-	}
-	names := domainNames(nDomains)
-	fmt.Printf("each driver: a batch of %d domain names (%d distinct), %d workers claiming through the pooler\n\n",
-		len(names), nDomains, nWorkers)
+	defer func() {
+		if err := repo.MigrateDown(context.Background(), base, repo.WithSchema(schema)); err != nil {
+			fmt.Fprintln(os.Stderr, "demo: clean up:", err)
+		}
+	}()
 
-	pipelines := []*pipeline{}
+	domains := make([]string, nDomains)
+	for i := range domains {
+		domains[i] = fmt.Sprintf("shop-%05d.example.com", i)
+	}
+	fmt.Printf("each driver: a batch of %d domains, %d workers claiming through the pooler\n", nDomains, nWorkers)
+	var ps []*pipeline
 	for _, d := range []driverconf.Driver{driverconf.PGX, driverconf.PQ} {
 		cfg := base
 		cfg.Driver = d
-		cfg.MaxOpenConns, cfg.MaxIdleConns = nWorkers+2, nWorkers+2
+		cfg.MaxOpenConns = nWorkers + 2
 		db, err := driverconf.Open(cfg)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		pipelines = append(pipelines, &pipeline{driver: d, db: db, repos: repo.New(db, repo.WithSchema(schema)),
-			tenant: uuid.New(), workers: nWorkers, done: map[uuid.UUID]int{}})
+		ps = append(ps, &pipeline{driver: d, db: db, repos: repo.New(db, repo.WithSchema(schema)),
+			tenant: uuid.New(), done: map[uuid.UUID]int{}})
 	}
-
 	var wg sync.WaitGroup
-	for _, p := range pipelines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.err = p.run(ctx, names)
-		}()
+	for _, p := range ps {
+		wg.Go(func() { p.run(ctx, domains, nWorkers) })
 	}
-	stopProgress := progress(pipelines, nDomains)
-	wg.Wait()
-	stopProgress()
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	progress(ps, nDomains, finished)
 
 	failed := false
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "driver\tjobs\tjobs/s\terrors\twrong answers\tduplicates\tlost\tretries\tfinish notices\tbatch\t")
-	for _, p := range pipelines {
+	fmt.Fprintln(w, "\ndriver\tjobs\tjobs/s\terrors\twrong answers\tduplicates\tlost\tretries\tbatch\t")
+	for _, p := range ps {
 		v := p.verify(ctx)
-		if p.err != nil || v.wrong+v.duplicates+v.lost+p.errors.Load() > 0 || p.finished.Load() != 1 || v.status != repo.BatchStatusCompleted {
-			failed = true
-		}
-		fmt.Fprintf(w, "%s\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", p.driver, v.jobs, float64(v.jobs)/p.elapsed.Seconds(),
-			p.errors.Load(), v.wrong, v.duplicates, v.lost, p.retries.Load(), p.finished.Load(), v.status)
+		failed = failed || p.errors.Load()+v.wrong+v.duplicates+v.lost > 0 || v.status != repo.BatchStatusCompleted
+		fmt.Fprintf(w, "%s\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%s\t\n", p.driver, v.jobs, float64(v.jobs)/p.elapsed.Seconds(),
+			p.errors.Load(), v.wrong, v.duplicates, v.lost, p.retries.Load(), v.status)
 	}
 	w.Flush()
-	for _, p := range pipelines {
-		if p.err != nil {
-			fmt.Fprintf(os.Stderr, "demo: %s: %v\n", p.driver, p.err)
-		}
-		for _, e := range p.samples() {
-			fmt.Fprintf(os.Stderr, "demo: %s: %s\n", p.driver, e)
-		}
-	}
 	if failed {
 		return errors.New("something was lost, duplicated or wrong (see above)")
 	}
@@ -136,173 +120,137 @@ func run(ctx context.Context, nDomains, nWorkers int, keep bool) error {
 	return nil
 }
 
-// before shows what the raw drivers' defaults do through the same pooler:
-// 32 goroutines, each with its own SQL text, every answer checked.
-func before(ctx context.Context, url string) {
+// rawDrivers runs the checked queries on pgx and lib/pq opened the usual
+// way, sql.Open with the same URL.
+func rawDrivers(ctx context.Context, url string) {
 	fmt.Println("first, the raw drivers with their default settings, same pooler, 32 goroutines × 50 checked queries:")
-	for _, name := range []string{"pgx", "postgres"} {
-		db, err := sql.Open(name, url)
+	for _, d := range []struct{ name, label string }{{"pgx", "pgx"}, {"postgres", "lib/pq"}} {
+		db, err := sql.Open(d.name, url)
 		if err != nil {
-			fmt.Printf("  raw %-6s cannot open: %v\n", name, err)
+			fmt.Printf("  raw %-6s cannot open: %v\n", d.label, err)
 			continue
 		}
 		db.SetMaxOpenConns(16)
-		r := testdb.Load(ctx, 32, 50, testdb.DBQuery(db))
+		var errs, wrong atomic.Int64
+		var wg sync.WaitGroup
+		for g := range 32 {
+			// Each goroutine's own SQL text: an answer that comes from
+			// another goroutine's statement is a wrong answer.
+			q := fmt.Sprintf("SELECT $1::int8 * 1000 + %d /* goroutine %d */", g, g)
+			wg.Go(func() {
+				for i := range 50 {
+					var got int64
+					if err := queryRow(ctx, db, q, i, &got); err != nil {
+						errs.Add(1)
+					} else if got != int64(i*1000+g) {
+						wrong.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
 		db.Close()
-		label := map[string]string{"pgx": "pgx", "postgres": "lib/pq"}[name]
-		fmt.Printf("  raw %-6s %4d queries: %4d errors, %4d wrong answers (another client's rows)\n", label, r.Queries, r.Errors, r.Wrong)
+		fmt.Printf("  raw %-6s 1600 queries: %4d errors, %4d wrong answers (another client's rows)\n", d.label, errs.Load(), wrong.Load())
 	}
 	fmt.Println("then the same pipeline through poolsafe:")
 }
 
-// domainNames returns n distinct domains written the way users type them,
-// plus a few repeats in other spellings that the batch collapses.
-func domainNames(n int) []string {
-	out := make([]string, 0, n+n/40)
-	for i := range n {
-		switch i % 10 {
-		case 0:
-			out = append(out, fmt.Sprintf("HTTPS://Shop-%05d.Example.COM:443/index.html", i))
-		case 1:
-			out = append(out, fmt.Sprintf("www.shop-%05d.example.com.", i))
-		default:
-			out = append(out, fmt.Sprintf("shop-%05d.example.com", i))
+// queryRow turns a panic into an error: lib/pq can panic decoding another
+// client's rows, sent in a format it did not ask for.
+func queryRow(ctx context.Context, db *sql.DB, q string, arg int, dest *int64) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("driver panicked: %v", p)
 		}
-	}
-	for i := 0; i < n; i += 40 {
-		out = append(out, fmt.Sprintf("http://shop-%05d.example.com/again", i)) // a repeat
-	}
-	return out
+	}()
+	return db.QueryRowContext(ctx, q, arg).Scan(dest)
 }
 
-// answer is what scraping a domain yields: deterministic, so it can be checked.
-func answer(domain string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(domain))
-	return h.Sum32()
-}
-
-// flaky says whether a domain's first attempt fails (about one in seven).
-func flaky(domain string) bool { return answer(domain)%7 == 0 }
-
+// result is what "scraping" a domain yields. It names the domain, so a
+// result stored on another domain's job shows.
 type result struct {
 	Domain string `json:"domain"`
-	Answer uint32 `json:"answer"`
+	Sum    uint32 `json:"sum"`
 }
+
+func scrape(domain string) result { return result{domain, crc32.ChecksumIEEE([]byte(domain))} }
 
 type pipeline struct {
 	driver  driverconf.Driver
 	db      *sqladapter.DB
 	repos   *repo.Repos
 	tenant  uuid.UUID
-	workers int
 	batch   repo.Batch
 	elapsed time.Duration
-	err     error
 
-	completed, retries, errors, finished atomic.Int64
+	completed, retries, errors atomic.Int64
 
-	mu       sync.Mutex
-	done     map[uuid.UUID]int // job → completions seen
-	problems []string
+	mu   sync.Mutex
+	done map[uuid.UUID]int // job → successful Complete calls
 }
 
-func (p *pipeline) problem(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.problems) < 5 {
-		p.problems = append(p.problems, fmt.Sprintf(format, args...))
+var reported atomic.Int64
+
+// report prints the first few problems.
+func report(format string, args ...any) {
+	if reported.Add(1) <= 10 {
+		fmt.Fprintf(os.Stderr, "demo: "+format+"\n", args...)
 	}
 }
 
-func (p *pipeline) samples() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.problems...)
-}
-
-func (p *pipeline) run(ctx context.Context, names []string) error {
+// run submits the batch and runs the workers until it has finished.
+func (p *pipeline) run(ctx context.Context, domains []string, workers int) {
 	start := time.Now()
 	defer func() { p.elapsed = time.Since(start) }()
-	b, err := p.repos.Batches.Create(ctx, p.tenant, names, repo.BatchOptions{Name: "demo " + string(p.driver), Kind: "scrape"})
+	b, err := p.repos.Batches.Create(ctx, p.tenant, domains, repo.BatchOptions{Name: "demo " + string(p.driver), Kind: "scrape"})
 	if err != nil {
-		return err
+		p.errors.Add(1)
+		report("%s: create batch: %v", p.driver, err)
+		return
 	}
 	p.batch = b
 	var wg sync.WaitGroup
-	for i := range p.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.work(ctx, fmt.Sprintf("demo-%s-%d", p.driver, i))
-		}()
+	for i := range workers {
+		wg.Go(func() { p.work(ctx, fmt.Sprintf("demo-%s-%d", p.driver, i)) })
 	}
 	wg.Wait()
-	return ctx.Err()
 }
 
 // work claims and runs jobs until the batch has finished.
 func (p *pipeline) work(ctx context.Context, worker string) {
-	idle := 10 * time.Millisecond
 	for ctx.Err() == nil {
 		jobs, err := p.repos.Jobs.Claim(ctx, &p.tenant, worker, 4, 30*time.Second)
 		if err != nil {
-			if ctx.Err() == nil {
-				p.errors.Add(1)
-				p.problem("claim: %v", err)
-			}
+			p.errors.Add(1)
+			report("%s: claim: %v", p.driver, err)
 			return
 		}
 		if len(jobs) == 0 {
-			b, err := p.repos.Batches.Get(ctx, p.tenant, p.batch.ID)
-			if err == nil && b.Finished() {
+			if b, err := p.repos.Batches.Get(ctx, p.tenant, p.batch.ID); err == nil && b.Finished() {
 				return
 			}
-			time.Sleep(idle) // retried jobs wait out their backoff
-			idle = min(2*idle, 200*time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // failed jobs wait out their retry backoff
 			continue
 		}
-		idle = 10 * time.Millisecond
 		for _, j := range jobs {
-			p.runJob(ctx, worker, j)
+			var in result
+			_ = json.Unmarshal(j.Payload, &in)
+			res := scrape(in.Domain)
+			out, _ := json.Marshal(res)
+			if res.Sum%7 == 0 && j.Attempts == 1 { // a flaky site: the retry succeeds
+				_, err = p.repos.Jobs.Fail(ctx, j.ID, worker, "connection reset by "+in.Domain)
+				p.retries.Add(1)
+			} else if _, err = p.repos.Jobs.Complete(ctx, j.ID, worker, out); err == nil {
+				p.completed.Add(1)
+				p.mu.Lock()
+				p.done[j.ID]++
+				p.mu.Unlock()
+			}
+			if err != nil {
+				p.errors.Add(1)
+				report("%s: job %s: %v", p.driver, j.ID, err)
+			}
 		}
-	}
-}
-
-func (p *pipeline) runJob(ctx context.Context, worker string, j repo.Job) {
-	var in struct {
-		Domain string `json:"domain"`
-	}
-	if err := json.Unmarshal(j.Payload, &in); err != nil || in.Domain == "" {
-		p.errors.Add(1)
-		p.problem("job %s: bad payload %s", j.ID, j.Payload)
-		return
-	}
-	time.Sleep(time.Millisecond) // the "scrape"
-	var (
-		tr  repo.Transition
-		err error
-	)
-	if flaky(in.Domain) && j.Attempts == 1 {
-		tr, err = p.repos.Jobs.Fail(ctx, j.ID, worker, "connection reset by "+in.Domain)
-		p.retries.Add(1)
-	} else {
-		res, _ := json.Marshal(result{Domain: in.Domain, Answer: answer(in.Domain)})
-		tr, err = p.repos.Jobs.Complete(ctx, j.ID, worker, res)
-		if err == nil {
-			p.completed.Add(1)
-			p.mu.Lock()
-			p.done[j.ID]++
-			p.mu.Unlock()
-		}
-	}
-	if err != nil {
-		p.errors.Add(1)
-		p.problem("job %s: %v", j.ID, err)
-		return
-	}
-	if tr.BatchFinished {
-		p.finished.Add(1)
 	}
 }
 
@@ -312,101 +260,56 @@ type verdict struct {
 }
 
 // verify reads every job of the batch back and checks it.
-func (p *pipeline) verify(ctx context.Context) verdict {
-	var v verdict
-	b, err := p.repos.Batches.Get(ctx, p.tenant, p.batch.ID)
-	if err != nil {
-		p.problem("get batch: %v", err)
-		v.lost = int64(p.batch.Total)
-		return v
+func (p *pipeline) verify(ctx context.Context) (v verdict) {
+	var jobs []struct {
+		ID      uuid.UUID `db:"id"`
+		State   string    `db:"state"`
+		Payload []byte    `db:"payload"`
+		Result  []byte    `db:"result"`
 	}
-	v.status = b.Status
-	page := repo.Page{Limit: repo.MaxLimit}
-	seen := 0
-	for {
-		jp, err := p.repos.Jobs.List(ctx, p.tenant, repo.JobFilter{BatchID: &b.ID}, page)
-		if err != nil {
-			p.problem("list jobs: %v", err)
-			break
-		}
-		for _, j := range jp.Items {
-			seen++
-			var in, out result
-			_ = json.Unmarshal(j.Payload, &in)
-			if j.State != repo.JobStateSucceeded {
-				v.lost++
-				p.problem("job %s (%s) ended %s", j.ID, in.Domain, j.State)
-				continue
-			}
-			v.jobs++
-			if err := json.Unmarshal(j.Result, &out); err != nil || out.Domain != in.Domain || out.Answer != answer(in.Domain) {
-				v.wrong++
-				p.problem("job %s: result %s for %s", j.ID, j.Result, in.Domain)
-			}
-			p.mu.Lock()
-			n := p.done[j.ID]
-			p.mu.Unlock()
-			if n != 1 {
-				v.duplicates++
-				p.problem("job %s completed %d times", j.ID, n)
-			}
-		}
-		if jp.NextCursor == "" {
-			break
-		}
-		page.Cursor = jp.NextCursor
+	err := p.db.SelectContext(ctx, &jobs, `SELECT id, state, payload, result FROM `+schema+`.jobs WHERE batch_id = $1`, p.batch.ID)
+	b, berr := p.repos.Batches.Get(ctx, p.tenant, p.batch.ID)
+	if err := errors.Join(err, berr); err != nil {
+		report("%s: read back: %v", p.driver, err)
+		return verdict{lost: int64(p.batch.Total)}
 	}
-	if seen != b.Total || b.Succeeded != b.Total {
-		v.lost += int64(b.Total - b.Succeeded)
-		p.problem("batch: %d jobs listed, total %d, succeeded %d", seen, b.Total, b.Succeeded)
+	v.status, v.lost = b.Status, int64(b.Total-len(jobs))
+	for _, j := range jobs {
+		var in, out result
+		_ = json.Unmarshal(j.Payload, &in)
+		_ = json.Unmarshal(j.Result, &out)
+		switch {
+		case j.State != string(repo.JobStateSucceeded):
+			v.lost++
+			report("%s: job %s (%s) ended %s", p.driver, j.ID, in.Domain, j.State)
+			continue
+		case out != scrape(in.Domain):
+			v.wrong++
+			report("%s: job %s: result %s for %s", p.driver, j.ID, j.Result, in.Domain)
+		}
+		v.jobs++
+		if n := p.done[j.ID]; n != 1 {
+			v.duplicates++
+			report("%s: job %s completed %d times", p.driver, j.ID, n)
+		}
 	}
 	return v
 }
 
-// progress prints a progress line: redrawn in place on a terminal, one line
-// a second otherwise (CI logs).
-func progress(ps []*pipeline, total int) (stop func()) {
-	fi, _ := os.Stdout.Stat()
-	tty := fi != nil && fi.Mode()&os.ModeCharDevice != 0
-	every := time.Second
-	if tty {
-		every = 100 * time.Millisecond
-	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	line := func() string {
-		var b strings.Builder
-		for i, p := range ps {
-			if i > 0 {
-				b.WriteString("   ")
-			}
-			n := int(p.completed.Load())
-			filled := n * 30 / max(total, 1)
-			fmt.Fprintf(&b, "%-3s [%s%s] %4d/%d", p.driver, strings.Repeat("#", filled), strings.Repeat(".", 30-filled), n, total)
+// progress prints the pipelines' progress every two seconds until finished
+// is closed.
+func progress(ps []*pipeline, total int, finished <-chan struct{}) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-finished:
+			return
 		}
-		return b.String()
-	}
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				if tty {
-					fmt.Printf("\r%s\n\n", line())
-				} else {
-					fmt.Printf("%s\n\n", line())
-				}
-				return
-			case <-t.C:
-				if tty {
-					fmt.Printf("\r%s", line())
-				} else {
-					fmt.Println(line())
-				}
-			}
+		for _, p := range ps {
+			fmt.Printf("  %-3s %5d/%d", p.driver, p.completed.Load(), total)
 		}
-	}()
-	return func() { close(done); <-finished }
+		fmt.Println()
+	}
 }

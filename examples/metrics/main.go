@@ -1,28 +1,21 @@
 // Command metrics exports a poolsafe database handle's statistics to
 // Prometheus:
 //
-//   - sql.DBStats (open, in-use and idle connections, waits, closes) with
+//   - sql.DBStats (open, in-use and idle connections, waits) with
 //     client_golang's ready-made collectors.NewDBStatsCollector, as the
 //     go_sql_* metrics with the label db_name="poolsafe";
 //   - poolsafe's own counters from db.Stats() — statements sent, failed
-//     statements by error kind, transactions InTx retried — with a small
-//     custom prometheus.Collector, as poolsafe_*.
+//     statements by error kind, transactions InTx retried and, with read
+//     replicas (DATABASE_REPLICA_URLS), each replica's state, lag and reads
+//     — with a small prometheus.Collector, as poolsafe_*.
 //
-// It runs a little load in the background (good queries, a division by
-// zero, a statement timeout, a transaction that hits a serialization
-// failure once and is retried) so the numbers move, and serves the metrics
-// on http://127.0.0.1:9464/metrics until Ctrl-C. The address is loopback
-// by default; -addr changes it.
+// A little load runs in the background so that the numbers move: good
+// queries, a division by zero, a statement timeout, and a transaction that
+// hits a serialization failure once and is retried. With DATABASE_URL set
+// (DB_DRIVER, DB_POOL_MODE… as for driverconf.FromEnv):
 //
-// With DATABASE_URL set (DB_DRIVER, DB_POOL_MODE… as for driverconf.FromEnv):
-//
-//	go run ./examples/metrics                 # serve; curl -s 127.0.0.1:9464/metrics | grep -E '^(poolsafe|go_sql)_'
-//	go run ./examples/metrics -once           # run the load, scrape once in-process, print, exit (for CI)
-//
-// Against the repository's local stack (make stack-up):
-//
-//	eval "$(bash scripts/pgstack.sh env)"
-//	DATABASE_URL="$POOLSAFE_TEST_TX_URL" DB_POOL_MODE=transaction go run ./examples/metrics -once
+//	go run ./examples/metrics         # serve http://127.0.0.1:9464/metrics until Ctrl-C
+//	go run ./examples/metrics -once   # run the load a few times, print one scrape and exit
 package main
 
 import (
@@ -31,13 +24,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,25 +39,23 @@ import (
 	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
-// dbName labels every metric of this handle (db_name="poolsafe"); use one
-// name per *sql.DB when a program has several.
+// dbName labels every metric of this handle; use one name per handle when a
+// program has several.
 const dbName = "poolsafe"
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9464", "address to serve /metrics on (keep it on loopback or a private network)")
-	once := flag.Bool("once", false, "run the load once, scrape the handler in-process, print the metrics and exit")
-	workers := flag.Int("workers", 4, "goroutines running the background load")
+	once := flag.Bool("once", false, "run the load a few times, print one scrape of /metrics and exit")
 	flag.Parse()
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *addr, *once, *workers); err != nil {
+	if err := run(ctx, *addr, *once); err != nil {
 		fmt.Fprintln(os.Stderr, "metrics:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr string, once bool, workers int) error {
+func run(ctx context.Context, addr string, once bool) error {
 	cfg, err := driverconf.FromEnv()
 	if err != nil {
 		return err
@@ -77,142 +66,68 @@ func run(ctx context.Context, addr string, once bool, workers int) error {
 	}
 	defer db.Close()
 
-	// A registry of our own holds exactly these two collectors. (Register
-	// them with prometheus.DefaultRegisterer instead to serve them next to
-	// the Go runtime metrics.)
-	reg := prometheus.NewRegistry()
+	reg := prometheus.NewRegistry() // or prometheus.DefaultRegisterer, next to the Go runtime metrics
 	reg.MustRegister(
-		// db is a *sqladapter.DB: db.DB is its *sqlx.DB, db.DB.DB the *sql.DB.
-		collectors.NewDBStatsCollector(db.DB.DB, dbName),
-		newStatsCollector(db, dbName),
+		collectors.NewDBStatsCollector(db.DB.DB, dbName), // db.DB is the *sqlx.DB, db.DB.DB the *sql.DB
+		newStatsCollector(db),
 	)
 	handler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 
 	if once {
-		return scrapeOnce(ctx, db, handler, workers)
+		for range 5 {
+			if err := load(ctx, db); err != nil {
+				return err
+			}
+		}
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for line := range strings.Lines(rec.Body.String()) {
+			if strings.HasPrefix(line, "go_sql_") || strings.HasPrefix(line, "poolsafe_") {
+				fmt.Print(line)
+			}
+		}
+		if s := db.Stats(); s.TxRetries < 5 || s.Errors[sqladapter.KindInvalidInput] < 5 || s.Errors[sqladapter.KindTimeout] < 5 {
+			return fmt.Errorf("the counters did not move as expected: %+v", s)
+		}
+		return nil
 	}
 
-	// Listen first, so a busy port fails before any load starts.
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+	go func() {
+		for ctx.Err() == nil {
+			if err := load(ctx, db); err != nil && ctx.Err() == nil {
+				log.Printf("load: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait() // runs last: after cancel below has stopped the load
-	defer cancel()
-	for range workers {
-		wg.Go(func() { loadLoop(ctx, db) })
-	}
-	wg.Go(func() {
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = srv.Shutdown(sctx)
-	})
-
-	log.Printf("serving http://%s/metrics — Ctrl-C to stop", ln.Addr())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	context.AfterFunc(ctx, func() { srv.Close() })
+	log.Printf("serving http://%s/metrics — Ctrl-C to stop", addr)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// scrapeOnce runs a fixed amount of load, then requests /metrics from the
-// handler in-process (no listener) and prints the go_sql_* and poolsafe_*
-// samples.
-func scrapeOnce(ctx context.Context, db *sqladapter.DB, handler http.Handler, workers int) error {
-	const rounds = 5
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	var (
-		wg   sync.WaitGroup
-		errs = make([]error, workers)
-	)
-	for w := range workers {
-		wg.Go(func() {
-			for range rounds {
-				if err := round(ctx, db); err != nil {
-					errs[w] = err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-
-	rec := httptest.NewRecorder()
-	handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		return fmt.Errorf("GET /metrics: %d %s", rec.Code, rec.Body)
-	}
-	var found int
-	for line := range strings.Lines(rec.Body.String()) {
-		if strings.HasPrefix(line, "go_sql_") || strings.HasPrefix(line, "poolsafe_") {
-			fmt.Print(line)
-			found++
-		}
-	}
-	// Fail loudly in CI if the load did not move the counters.
-	s := db.Stats()
-	switch {
-	case found == 0:
-		return errors.New("no go_sql_* or poolsafe_* metrics in the scrape")
-	case s.Queries == 0, s.TxRetries < int64(workers*rounds),
-		s.Errors[sqladapter.KindInvalidInput] == 0, s.Errors[sqladapter.KindTimeout] == 0:
-		return fmt.Errorf("counters did not move as expected: %+v", s)
-	}
-	return nil
-}
-
-// loadLoop runs rounds until ctx ends.
-func loadLoop(ctx context.Context, db *sqladapter.DB) {
-	for ctx.Err() == nil {
-		if err := round(ctx, db); err != nil && ctx.Err() == nil {
-			log.Printf("load: %v", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// simulatedSerializationFailure makes the server raise SQLSTATE 40001, as
-// a conflicting SERIALIZABLE transaction would, with no table needed.
-const simulatedSerializationFailure = `DO $$ BEGIN
-	RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = 'serialization_failure';
-END $$`
-
-// round is one unit of load: good queries and the failures the counters
-// classify. Expected failures are checked, so the round also shows how
-// code tests for them.
-func round(ctx context.Context, db *sqladapter.DB) error {
+// load is one round of work for the counters: good queries and the failures
+// they classify, each checked the way application code tests for it.
+func load(ctx context.Context, db *sqladapter.DB) error {
 	for i := range 8 {
 		var n int
-		if err := db.QueryRowContext(ctx, `SELECT $1::int + 1`, i).Scan(&n); err != nil {
-			return err
-		}
-		if n != i+1 {
-			return fmt.Errorf("SELECT %d + 1 returned %d", i, n)
+		// Reads that may be a little stale go through db.Reader: to a
+		// replica when DATABASE_REPLICA_URLS names one, else the primary.
+		if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT $1::int + 1`, i).Scan(&n); err != nil || n != i+1 {
+			return fmt.Errorf("SELECT %d + 1: got %d, %v", i, n, err)
 		}
 	}
-
-	// Division by zero: SQLSTATE 22012, counted as kind "invalid_input".
+	// Division by zero: SQLSTATE 22012, kind "invalid_input".
 	if _, err := db.ExecContext(ctx, `SELECT 1 / $1::int`, 0); !errors.Is(err, sqladapter.ErrInvalidInput) {
 		return fmt.Errorf("division by zero: got %v, want ErrInvalidInput", err)
 	}
-
-	// A statement_timeout for this transaction only (set_config(…, true)
-	// never outlives it, so it is safe behind a transaction pooler):
-	// SQLSTATE 57014, counted as kind "timeout".
+	// A statement_timeout for this transaction only (set_config(…, true),
+	// safe behind a transaction pooler): SQLSTATE 57014, kind "timeout".
 	err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
 		_, err := tx.ExecContext(ctx, `SELECT pg_sleep(1)`)
 		return err
@@ -220,15 +135,14 @@ func round(ctx context.Context, db *sqladapter.DB) error {
 	if !errors.Is(err, sqladapter.ErrTimeout) {
 		return fmt.Errorf("statement timeout: got %v, want ErrTimeout", err)
 	}
-
-	// A serialization failure on the first attempt: InTx rolls back, waits
-	// a jittered moment and runs the function again (poolsafe_tx_retries_total).
+	// A serialization failure (SQLSTATE 40001, raised by hand here) on the
+	// first attempt: InTx rolls back and runs the function again.
 	attempts := 0
 	err = db.InTx(ctx, func(tx *sqladapter.Tx) error {
 		attempts++
 		q := `SELECT 1`
 		if attempts == 1 {
-			q = simulatedSerializationFailure
+			q = `DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = 'serialization_failure'; END $$`
 		}
 		_, err := tx.ExecContext(ctx, q)
 		return err
@@ -239,16 +153,17 @@ func round(ctx context.Context, db *sqladapter.DB) error {
 	return nil
 }
 
-// statsCollector exports poolsafe's counters from db.Stats(). The
-// sql.DBStats half of those stats is left to collectors.NewDBStatsCollector.
-// It reads the counters at scrape time (prometheus.MustNewConstMetric), so
-// nothing has to keep them in sync.
+// statsCollector exports poolsafe's counters from db.Stats() at scrape
+// time, so nothing has to keep them in sync. (The sql.DBStats half of those
+// stats is collectors.NewDBStatsCollector's.)
 type statsCollector struct {
 	db                       *sqladapter.DB
 	queries, errors, retries *prometheus.Desc
+	// Read replicas (Config.ReplicaURLs, DATABASE_REPLICA_URLS), if any.
+	replicaUp, replicaLag, replicaReads, primaryReads *prometheus.Desc
 }
 
-func newStatsCollector(db *sqladapter.DB, dbName string) *statsCollector {
+func newStatsCollector(db *sqladapter.DB) *statsCollector {
 	labels := prometheus.Labels{"db_name": dbName} // the same label as the go_sql_* metrics
 	return &statsCollector{
 		db: db,
@@ -258,6 +173,14 @@ func newStatsCollector(db *sqladapter.DB, dbName string) *statsCollector {
 			"Failed statements by error kind (sqladapter.Kind).", []string{"kind"}, labels),
 		retries: prometheus.NewDesc("poolsafe_tx_retries_total",
 			"Transactions InTx ran again after a serialization failure, deadlock or connection failure.", nil, labels),
+		replicaUp: prometheus.NewDesc("poolsafe_replica_up",
+			"1 when the replica is in rotation for reads, else 0; state says why.", []string{"replica", "state"}, labels),
+		replicaLag: prometheus.NewDesc("poolsafe_replica_lag_seconds",
+			"How far the replica's replay is behind, as of its last health check.", []string{"replica"}, labels),
+		replicaReads: prometheus.NewDesc("poolsafe_replica_reads_total",
+			"Reads routed to the replica.", []string{"replica"}, labels),
+		primaryReads: prometheus.NewDesc("poolsafe_replica_fallback_reads_total",
+			"Reads that asked for a replica and went to the primary because none qualified.", nil, labels),
 	}
 }
 
@@ -266,20 +189,34 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queries
 	ch <- c.errors
 	ch <- c.retries
+	ch <- c.replicaUp
+	ch <- c.replicaLag
+	ch <- c.replicaReads
+	ch <- c.primaryReads
 }
 
 // Collect implements prometheus.Collector.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.db.Stats()
 	ch <- prometheus.MustNewConstMetric(c.queries, prometheus.CounterValue, float64(s.Queries))
-	// Every kind, zeros included: a series that exists from the start makes
+	// Every kind, zeros included: a series that exists from the start lets
 	// rate() and increase() see the first error.
 	for k := sqladapter.KindUnknown; k <= sqladapter.KindPoolerIncompatible; k++ {
-		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Errors[k]), kindLabel(k))
+		kind := strings.ReplaceAll(k.String(), " ", "_") // "foreign key violation" → foreign_key_violation
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Errors[k]), kind)
 	}
 	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(s.TxRetries))
+	if len(s.Replicas) == 0 {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.primaryReads, prometheus.CounterValue, float64(s.PrimaryReads))
+	for _, r := range s.Replicas { // r.Name is the URL without its password
+		up := 0.0
+		if r.State == sqladapter.ReplicaUp {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.replicaUp, prometheus.GaugeValue, up, r.Name, r.State)
+		ch <- prometheus.MustNewConstMetric(c.replicaLag, prometheus.GaugeValue, r.Lag.Seconds(), r.Name)
+		ch <- prometheus.MustNewConstMetric(c.replicaReads, prometheus.CounterValue, float64(r.Reads), r.Name)
+	}
 }
-
-// kindLabel turns a Kind ("foreign key violation") into a label value
-// ("foreign_key_violation").
-func kindLabel(k sqladapter.Kind) string { return strings.ReplaceAll(k.String(), " ", "_") }

@@ -39,7 +39,7 @@ func newMock(t *testing.T) (*sqladapter.DB, sqlmock.Sqlmock) {
 	}
 	// "sqlmock" as the driver name gives sqlx $1-style bindvars, as on
 	// PostgreSQL.
-	db := sqladapter.Wrap(sqlDB, "sqlmock")
+	db := sqladapter.Wrap(sqlDB)
 	t.Cleanup(func() {
 		if err := mock.ExpectationsWereMet(); err != nil {
 			t.Error(err)

@@ -12,6 +12,18 @@
 // the copy and [Judge] holds every test's result against the
 // expected-failure list, expected_failures.txt.
 //
+// Every entry of that list names its reason and one of three categories:
+// [DriverAPI] (a), the test uses one driver's own API, types, error values
+// or error text; [SessionState] (b), it needs session state no transaction
+// pooler can keep (temporary tables across statements, LISTEN, startup
+// parameters); [Deliberate] (c), it checks something poolsafe changes on
+// purpose, the same way on both drivers — values as sqladapter's values
+// table gives them, a connection closed instead of a CancelRequest sent
+// when a context ends behind a pooler, a statement that may have run never
+// sent again, an unusable connection string refused at sql.Open. A failure
+// outside the list fails the run, and so does an entry that no longer
+// fails.
+//
 // sqlx and lib/pq are tested under a renamed module path: their tests are
 // in-package, and a test binary of package P cannot import poolsafe when
 // poolsafe imports P. The copy therefore sits beside the real library that

@@ -26,7 +26,7 @@ pq   pq     TestB/* b  a temporary table   across statements
 		"sqlx pgx TestA a",          // no reason
 		"nope pgx TestA a why",      // unknown suite
 		"sqlx mysql TestA a why",    // unknown driver
-		"sqlx pgx TestA c why",      // unknown category
+		"sqlx pgx TestA d why",      // unknown category
 		"sqlx pgx Test[A a why not", // bad pattern
 	} {
 		if _, err := ParseExpected(bad, []string{"sqlx"}); err == nil {
@@ -44,6 +44,8 @@ s pgx TestWrong     a driver API
 s pgx TestGone      a driver API
 s pq  TestBug       a only on pq
 s pgx TestSub/x     a one subtest
+s pgx TestUTC       c values table
+s pgx TestCancel    c no CancelRequest behind a pooler
 `, []string{"s"})
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +63,8 @@ s pgx TestSub/x     a one subtest
 		{Name: "TestParent/z", Outcome: Pass},
 		{Name: "TestParent", Outcome: Fail}, // failed by itself
 		{Name: "TestSkip", Outcome: Skip},
+		{Name: "TestUTC", Outcome: Fail},
+		{Name: "TestCancel", Outcome: Pass},
 	}
 	r := Judge("s", "pgx", "transaction", results, list)
 	check := func(what string, got, want []string) {
@@ -71,9 +75,9 @@ s pgx TestSub/x     a one subtest
 			t.Errorf("%s = %v, want %v", what, got, want)
 		}
 	}
-	check("passed", r.Passed, []string{"TestOK", "TestLucky", "TestWrong", "TestSub/y", "TestParent/z"})
+	check("passed", r.Passed, []string{"TestOK", "TestLucky", "TestWrong", "TestSub/y", "TestParent/z", "TestCancel"})
 	check("failed", r.Failed, []string{"TestBug", "TestParent"})
-	check("expected", r.Expected, []string{"TestAPI", "TestTemp", "TestSub/x"})
+	check("expected", r.Expected, []string{"TestAPI", "TestTemp", "TestSub/x", "TestUTC"})
 	check("skipped", r.Skipped, []string{"TestSkip"})
 	names := func(es []Entry) []string {
 		var out []string
@@ -82,16 +86,20 @@ s pgx TestSub/x     a one subtest
 		}
 		return out
 	}
-	check("expected passed", names(r.ExpectedPassed), []string{"TestWrong"})
+	check("expected passed", names(r.ExpectedPassed), []string{"TestWrong", "TestCancel"})
 	check("lucky", names(r.Lucky), []string{"TestLucky"})
 	check("not run", names(r.NotRun), []string{"TestGone"})
-	if got, want := r.Line(), "peer s pgx/transaction: 5 passed, 2 failed, 3 expected"; got != want {
+	if got, want := r.Line(), "peer s pgx/transaction: 6 passed, 2 failed, 4 expected"; got != want {
 		t.Errorf("line %q, want %q", got, want)
 	}
 
-	// Session-state entries do not hold outside transaction mode.
+	// Session-state entries do not hold outside transaction mode;
+	// deliberate ones do, but a pass there is not the list's error.
 	r = Judge("s", "pgx", "direct", results, list)
 	check("failed in direct mode", r.Failed, []string{"TestBug", "TestParent", "TestTemp"})
+	check("expected in direct mode", r.Expected, []string{"TestAPI", "TestSub/x", "TestUTC"})
+	check("expected passed in direct mode", names(r.ExpectedPassed), []string{"TestWrong"})
+	check("lucky in direct mode", names(r.Lucky), []string{"TestCancel"})
 }
 
 func TestCopy(t *testing.T) {

@@ -147,8 +147,9 @@ const sslFixture = "needs upstream's CI fixture: a TLS-enabled server with roles
 // TestPeerSuites runs each upstream suite on both drivers behind the
 // transaction pooler, under a checked background load, and holds every
 // result against expected_failures.txt: a failure the list does not name
-// fails, and so does a category a entry whose tests all passed or any entry
-// that matched no test. It prints one line per suite and target:
+// fails, and so does a category a entry whose tests all passed (or a
+// category c entry, in transaction mode) or any entry that matched no test.
+// It prints one line per suite and target:
 //
 //	peer <suite> <driver>/<mode>: N passed, M failed, K expected
 //
@@ -184,11 +185,11 @@ func TestPeerSuites(t *testing.T) {
 	}
 	// The URLs are set: an unreachable database fails, it never skips.
 	for _, db := range []string{urls.Tx, urls.Direct} {
-		check, err := driverconf.OpenDB(driverconf.Config{URL: db, MaxOpenConns: 1})
+		check, err := driverconf.Open(driverconf.Config{URL: db, MaxOpenConns: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		testdb.Ping(t, check)
+		testdb.Ping(t, check.DB.DB)
 		check.Close()
 	}
 	lock := lockPeerRuns(ctx, t, urls.Direct)
@@ -218,6 +219,9 @@ func TestPeerSuites(t *testing.T) {
 				}
 			}
 		})
+	}
+	if want := len(only) * len(modes) * len(drivers); len(summary) != want {
+		t.Errorf("%d suite runs reported, want %d (suites %v × drivers %v × modes %v)", len(summary), want, only, drivers, modes)
 	}
 	out := strings.Join(summary, "\n") + "\n"
 	fmt.Print(out)
@@ -278,18 +282,18 @@ func runSuite(ctx context.Context, t *testing.T, s suite, tg target, dir, modPat
 		defer reconnectPool(ctx, t, tg.url)
 	}
 
-	loadDB, err := driverconf.OpenDB(driverconf.Config{URL: tg.url, MaxOpenConns: 4, MaxIdleConns: 4})
+	loadDB, err := driverconf.Open(driverconf.Config{URL: tg.url, MaxOpenConns: 4, MaxIdleConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer loadDB.Close()
-	load := peer.StartLoad(loadDB, 2, 2*time.Millisecond)
-	directDB, err := driverconf.OpenDB(driverconf.Config{URL: direct, MaxOpenConns: 1})
+	load := peer.StartLoad(loadDB.DB.DB, 2, 2*time.Millisecond)
+	directDB, err := driverconf.Open(driverconf.Config{URL: direct, MaxOpenConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer directDB.Close()
-	watchdog := peer.StartWatchdog(directDB, appName, 15*time.Second, 2*time.Second)
+	watchdog := peer.StartWatchdog(directDB.DB.DB, appName, 15*time.Second, 2*time.Second)
 
 	var skip []string
 	for _, name := range sortedNames(s.notRun) {
@@ -340,7 +344,7 @@ func runSuite(ctx context.Context, t *testing.T, s suite, tg target, dir, modPat
 		t.Errorf("expected_failures.txt line %d passed on %s/%s: remove it or narrow it: %s", e.Line, tg.driver, tg.mode, e)
 	}
 	for _, e := range rep.Lucky {
-		t.Logf("expected_failures.txt line %d (session state) passed this time on %s/%s: %s", e.Line, tg.driver, tg.mode, e)
+		t.Logf("expected_failures.txt line %d (%s) passed this time on %s/%s: %s", e.Line, categoryName[e.Category], tg.driver, tg.mode, e)
 	}
 	for _, e := range rep.NotRun {
 		t.Errorf("expected_failures.txt line %d matches no test that ran on %s/%s: %s", e.Line, tg.driver, tg.mode, e)
@@ -398,6 +402,11 @@ func reconnectPool(ctx context.Context, t *testing.T, poolURL string) {
 	}
 }
 
+// categoryName names the categories of expected_failures.txt in log lines.
+var categoryName = map[peer.Category]string{
+	peer.DriverAPI: "driver-specific API", peer.SessionState: "session state", peer.Deliberate: "deliberate poolsafe behaviour",
+}
+
 // appName is the application_name of the suites' connections, by which
 // the [peer.Watchdog] finds their server sessions.
 const appName = "poolsafe-peer"
@@ -408,11 +417,11 @@ const appName = "poolsafe-peer"
 // release function.
 func lockPeerRuns(ctx context.Context, t *testing.T, direct string) func() {
 	t.Helper()
-	db, err := driverconf.OpenDB(driverconf.Config{URL: direct, MaxOpenConns: 1})
+	db, err := driverconf.Open(driverconf.Config{URL: direct, MaxOpenConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	testdb.Ping(t, db)
+	testdb.Ping(t, db.DB.DB)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +462,7 @@ func dropLeftoverTables(ctx context.Context, t *testing.T, direct, dir string) {
 	if len(tables) == 0 {
 		return
 	}
-	db, err := driverconf.OpenDB(driverconf.Config{URL: direct, MaxOpenConns: 1})
+	db, err := driverconf.Open(driverconf.Config{URL: direct, MaxOpenConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,10 @@ const (
 	EnvSessionURL = "POOLSAFE_TEST_SESSION_URL"
 	EnvTxURL      = "POOLSAFE_TEST_TX_URL"
 	EnvRequireDB  = "POOLSAFE_REQUIRE_DB"
+	// A streaming replica of the same server, directly and through PgBouncer
+	// (pool_mode=transaction, pool_size=2).
+	EnvReplicaDirectURL = "POOLSAFE_TEST_REPLICA_DIRECT_URL"
+	EnvReplicaTxURL     = "POOLSAFE_TEST_REPLICA_TX_URL"
 )
 
 // URLs are the three ways to reach the same database.
@@ -31,6 +35,8 @@ type URLs struct {
 	Direct  string // PostgreSQL itself
 	Session string // PgBouncer, pool_mode=session
 	Tx      string // PgBouncer, pool_mode=transaction, pool_size=2
+	// The replica's URLs, when the stack has one (see GetReplica).
+	ReplicaDirect, ReplicaTx string
 }
 
 // Required reports whether a missing database must fail tests.
@@ -44,6 +50,9 @@ func Get(t testing.TB) URLs {
 		Direct:  os.Getenv(EnvDirectURL),
 		Session: os.Getenv(EnvSessionURL),
 		Tx:      os.Getenv(EnvTxURL),
+
+		ReplicaDirect: os.Getenv(EnvReplicaDirectURL),
+		ReplicaTx:     os.Getenv(EnvReplicaTxURL),
 	}
 	if u.Direct == "" || u.Session == "" || u.Tx == "" {
 		msg := fmt.Sprintf("%s, %s and %s must all be set: run `make test`, or `scripts/pgstack.sh up && eval \"$(scripts/pgstack.sh env)\"`",
@@ -153,4 +162,18 @@ func DBQuery(db *sql.DB) Query {
 		err := db.QueryRowContext(ctx, q, i).Scan(&got)
 		return got, answer(i), err
 	}
+}
+
+// GetReplica is Get for tests that also need the stack's replica.
+func GetReplica(t testing.TB) URLs {
+	t.Helper()
+	u := Get(t)
+	if u.ReplicaDirect == "" || u.ReplicaTx == "" {
+		msg := fmt.Sprintf("%s and %s must be set: scripts/pgstack.sh up starts the replica", EnvReplicaDirectURL, EnvReplicaTxURL)
+		if Required() {
+			t.Fatalf("replica required (%s=1) but not configured: %s", EnvRequireDB, msg)
+		}
+		t.Skipf("SKIPPING REPLICA TEST — no replica configured: %s", msg)
+	}
+	return u
 }

@@ -12,6 +12,11 @@
 package mocktest
 
 import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
 	"testing"
 
 	"github.com/DATA-DOG/go-sqlmock"
@@ -20,20 +25,37 @@ import (
 )
 
 // New returns a *sqladapter.DB over a fresh sqlmock connection and the mock
-// to set expectations on. At cleanup it checks every expectation was met
-// and closes the database.
+// to set expectations on. The connection goes through
+// sqladapter.NewConnector, as driverconf's do, so the code under test meets
+// the same value normalisation and error classification. At cleanup New
+// checks every expectation was met and closes the database.
 func New(t testing.TB, opts ...sqladapter.Option) (*sqladapter.DB, sqlmock.Sqlmock) {
 	t.Helper()
-	sqlDB, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	dsn := "mocktest-" + hex.EncodeToString(rnd[:])
+	mockDB, mock, err := sqlmock.NewWithDSN(dsn, sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
 	if err != nil {
 		t.Fatalf("mocktest: %v", err)
 	}
-	db := sqladapter.Wrap(sqlDB, "sqlmock", opts...)
+	sqlDB := sql.OpenDB(sqladapter.NewConnector(connector{dsn: dsn, d: mockDB.Driver()}, sqladapter.ConnectorOptions{}))
+	sqlDB.SetMaxOpenConns(1) // sqlmock has one connection per DSN
+	db := sqladapter.Wrap(sqlDB, opts...)
 	t.Cleanup(func() {
 		if err := mock.ExpectationsWereMet(); err != nil {
 			t.Errorf("mocktest: %v", err)
 		}
 		db.Close()
+		mockDB.Close()
 	})
 	return db, mock
 }
+
+// connector hands out sqlmock's connection for dsn.
+type connector struct {
+	dsn string
+	d   driver.Driver
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.d }

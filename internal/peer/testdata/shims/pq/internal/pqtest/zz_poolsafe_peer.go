@@ -75,8 +75,10 @@ func peerForeignHost(dsn string) string {
 // PeerSQLOpen is sql.Open, except that driver "postgres" opens poolsafe on
 // POOLSAFE_PEER_DSN with the test's own connection parameters on top.
 // The suite's defaults (dbname=pqgo, user=pqgo) mean the test database and
-// are dropped; a host other than a loopback IP address (127.0.0.0/8, ::1)
-// is refused before anything is sent.
+// are dropped. A test that names a port connects to a server of its own
+// (a scripted one): of POOLSAFE_PEER_DSN it gets only driver, pool_mode and
+// sslmode. A host other than a loopback IP address (127.0.0.0/8, ::1) is
+// refused before anything is sent.
 func PeerSQLOpen(driverName, dsn string) (*sql.DB, error) {
 	if driverName != "postgres" {
 		return sql.Open(driverName, dsn)
@@ -90,11 +92,27 @@ func PeerSQLOpen(driverName, dsn string) (*sql.DB, error) {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	for _, kv := range test {
-		switch {
-		case kv[0] == "dbname" && kv[1] == "pqgo", kv[0] == "user" && kv[1] == "pqgo":
+		if kv[0] == "port" {
+			// A server of the test's own (upstream's scripted servers give
+			// host and port): it gets the test's connection parameters and
+			// the environment's (PGDATABASE, PGUSER, PGAPPNAME, as
+			// pqtest.DSN sets them), not the stack's; the runner adds only
+			// how poolsafe runs.
+			base = peerKeep(base, "driver", "pool_mode", "sslmode")
+			break
+		}
+	}
+	for _, kv := range test {
+		if kv[0] == "application_name" || kv[0] == "fallback_application_name" {
+			// The test's own application name, not the runner's: remove
+			// the runner's once, before the test's keys are merged, so
+			// that a test giving both keys keeps both.
+			base = peerDelete(base, "application_name")
+		}
+	}
+	for _, kv := range test {
+		if kv[0] == "dbname" && kv[1] == "pqgo" || kv[0] == "user" && kv[1] == "pqgo" {
 			continue // the suite's name for the test database and role
-		case kv[0] == "application_name", kv[0] == "fallback_application_name":
-			base = peerDelete(base, "application_name") // the test's own, not the runner's
 		}
 		base = peerSet(base, kv[0], kv[1])
 	}
@@ -108,6 +126,19 @@ func PeerSQLOpen(driverName, dsn string) (*sql.DB, error) {
 		return nil, fmt.Errorf("peer: refusing to connect to %s: the peer suites send traffic to 127.0.0.1 only", host)
 	}
 	return sql.Open("poolsafe", merged)
+}
+
+// peerKeep returns the pairs of kvs whose keys are among keys.
+func peerKeep(kvs [][2]string, keys ...string) [][2]string {
+	var out [][2]string
+	for _, kv := range kvs {
+		for _, k := range keys {
+			if kv[0] == k {
+				out = append(out, kv)
+			}
+		}
+	}
+	return out
 }
 
 func peerDelete(kvs [][2]string, k string) [][2]string {
