@@ -34,11 +34,16 @@ PEER_SUMMARY ?= $(CURDIR)/.peer-summary.txt
 # The peer suites: sqlx's, pgx stdlib's and lib/pq's own tests through poolsafe (internal/peer).
 PEER_TEST := POOLSAFE_REQUIRE_DB=1 POOLSAFE_PEER_SUMMARY=$(PEER_SUMMARY) $(GO) test -count=1 -timeout 10m -run '^TestPeerSuites$$' ./internal/peer
 
+# The fault suites: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL
+# restarts/crash (TestFaults), and the replica faults (TestReplicaFaults), on a throwaway stack of
+# their own (127.0.0.1:15532/16532); one line per scenario and driver.
+FAULTS := POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^(TestFaults|TestReplicaFaults)$$' ./internal/faults
+
 ## test: unit tests + integration tests + the conformance matrix against the local stack, which it starts,
 ## then the peer suites on the same stack (a second step: they leave temporary tables and SETs on the
-## pooler's server connections, which the other tests must not meet); a missing database fails, and so
-## does a conformance target that failed or did not run, or a peer test failing outside
-## internal/peer/expected_failures.txt (the fault suite runs on a stack of its own: make faults)
+## pooler's server connections, which the other tests must not meet), then the fault suites on a stack
+## of their own (make faults); a missing database fails, and so does a conformance target that failed or
+## did not run, or a peer test failing outside internal/peer/expected_failures.txt
 test: setup stack-up
 	rm -f $(CONFORMANCE_SUMMARY) $(PEER_SUMMARY)
 	$(WITH_STACK) POOLSAFE_REQUIRE_DB=1 POOLSAFE_CONFORMANCE_SUMMARY=$(CONFORMANCE_SUMMARY) $(GO) test -count=1 -timeout 14m -skip '^(TestFaults|TestReplicaFaults|TestPeerSuites)$$' ./... \
@@ -48,11 +53,11 @@ test: setup stack-up
 	$(WITH_STACK) $(PEER_TEST) || { bash $(STACK) check; exit 1; }
 	bash $(STACK) check
 	@cat $(PEER_SUMMARY) # TestPeerSuites fails on a failure outside the expected list, or a suite that did not run
+	$(FAULTS)
 
-## faults: the job pipeline through a fault proxy, pooler kill/restart and PostgreSQL restarts/crash,
-## on a throwaway stack of its own (127.0.0.1:15532/16532); one line per scenario and driver
+## faults: only the fault suites (see FAULTS)
 faults: setup
-	POOLSAFE_REQUIRE_DB=1 $(GO) test -count=1 -v -timeout 8m -run '^(TestFaults|TestReplicaFaults)$$' ./internal/faults
+	$(FAULTS)
 
 ## conformance: only the conformance matrix (9 targets), with its summary
 conformance: setup stack-up
@@ -107,9 +112,10 @@ lint:
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
 
-## fuzz: run the Parse fuzzer for a minute
+## fuzz: run the Parse fuzzer and the password-redaction fuzzer for a minute each
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./driverconf
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./driverconf
+	$(GO) test -run '^$$' -fuzz '^FuzzRedaction$$' -fuzztime 60s ./driverconf
 
 ## peer: sqlx's, pgx/stdlib's and lib/pq's own suites through poolsafe on both drivers, transaction pooler under load
 ## (also the last step of make test); one `peer <suite> <driver>/<mode>: N passed, M failed, K expected` line each

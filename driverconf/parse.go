@@ -61,7 +61,9 @@ func parseConnString(raw string) (*connString, error) {
 	var err error
 	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
 		pairs, err = splitURL(s)
-	} else if strings.Contains(s, "://") {
+	} else if i := strings.Index(s, "://"); i > 0 && isURLScheme(s[:i]) {
+		// Another URL scheme; "://" further on (a quoted DSN password)
+		// does not make a key=value string a URL.
 		return nil, fieldErr("URL", "scheme must be postgres:// or postgresql://")
 	} else {
 		pairs, err = splitDSN(s)
@@ -71,6 +73,29 @@ func parseConnString(raw string) (*connString, error) {
 	}
 	p := &connString{raw: raw, values: map[string]string{}, settings: map[string]string{}}
 	return p, p.classify(pairs)
+}
+
+// isURLScheme reports whether s is a URL scheme (RFC 3986: a letter, then
+// letters, digits, "+", "-" or ".").
+func isURLScheme(s string) bool {
+	for i, c := range s {
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isParamName reports whether k can name a connection parameter, a pooler
+// or driver key or a server setting: letters, digits, "_", "." and "-".
+func isParamName(k string) bool {
+	for _, c := range k {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return k != ""
 }
 
 // classify sorts pairs by what the table says happens to each key.
@@ -274,7 +299,11 @@ var errBadURL = fieldErr("URL", "is not a valid postgres:// URL; percent-encode 
 func parsePostgresURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Fragment != "" || u.RawFragment != "" || strings.Contains(raw, "#") ||
-		u.Opaque != "" || strings.HasSuffix(u.Host, ":") || strings.Contains(u.Host, ":,") {
+		u.Opaque != "" || strings.HasSuffix(u.Host, ":") || strings.Contains(u.Host, ":,") ||
+		strings.Contains(u.EscapedPath(), "@") {
+		// An "@" left in the path (not %40) is the real host's: an
+		// unencoded "/" in the password ended the authority early
+		// (postgres://user:12/word@host/db).
 		return nil, errBadURL
 	}
 	return u, nil
@@ -302,7 +331,7 @@ func splitURL(raw string) ([]kv, error) {
 			h, port := splitHostPort(hp)
 			if port != "" {
 				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-					return nil, fieldErr("port", "must be a number from 1 to 65535, got %q", port)
+					return nil, fieldErr("port", "must be a number from 1 to 65535 (not shown: it may be the start of a password; percent-encode special characters such as / ? @ : in the password)")
 				}
 				anyPort = true
 			}
@@ -321,11 +350,6 @@ func splitURL(raw string) ([]kv, error) {
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		pairs = append(pairs, kv{"dbname", db})
-	}
-	if u.User == nil && strings.Contains(u.Path, "@") {
-		// postgres://user:12/word@host/db: an unencoded "/" in the password
-		// made the password's start a port and its rest the path.
-		return nil, errBadURL
 	}
 	query, err := splitQuery(u.RawQuery)
 	if err != nil {
@@ -354,6 +378,12 @@ func splitQuery(raw string) ([]kv, error) {
 		v, err2 := url.QueryUnescape(rv)
 		if err1 != nil || err2 != nil || k == "" {
 			return nil, fieldErr("URL", "has a malformed query string (check %%-escapes and separators)")
+		}
+		if !isParamName(k) {
+			// No parameter or setting has such a name: the query began
+			// inside an unencoded password ("?" in it), and the key is
+			// the password's rest. Echo none of it.
+			return nil, errBadURL
 		}
 		if seen[k] {
 			return nil, fieldErr(k, "is given more than once")

@@ -77,3 +77,8 @@ func joinDSN(pairs []kv) string {
 	}
 	return b.String()
 }
+
+// GoString is what %#v prints: the same as String, passwords redacted.
+// Without it %#v would print the fields as they are, URL and DirectURL
+// with their passwords.
+func (c Config) GoString() string { return c.String() }

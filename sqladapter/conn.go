@@ -102,6 +102,9 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 
 func (c *conn) beginBase(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if bt, ok := c.base.(driver.ConnBeginTx); ok {
+		if c.c.opts.Driver == driverPQ {
+			return pqBeginTx(ctx, c.wire, bt, opts) // lib/pq's BEGIN ignores ctx
+		}
 		return bt.BeginTx(ctx, opts)
 	}
 	if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
@@ -215,6 +218,9 @@ func (c *conn) sent() int64 {
 func (c *conn) atMostOnce(before int64, err error) error {
 	if before < 0 || !errors.Is(err, driver.ErrBadConn) || c.wire.Written() == before {
 		return err
+	}
+	if fatal := pqServerFatal(c.wire); fatal != nil {
+		return fatal // the server's reason, as pgx reports it; not ErrBadConn
 	}
 	return &Error{
 		Kind:    KindConnection,
@@ -351,8 +357,9 @@ type connTx struct {
 
 func (t *connTx) Commit() error {
 	t.c.inTx = false
+	sent := t.c.sent()
 	if err := t.base.Commit(); err != nil {
-		return t.c.fail(context.Background(), "commit", "COMMIT", nil, time.Time{}, err)
+		return t.c.fail(context.Background(), "commit", "COMMIT", nil, time.Time{}, t.c.atMostOnce(sent, err))
 	}
 	return nil
 }

@@ -86,8 +86,8 @@ type ConnectorOptions struct {
 // wrapper's (it counts the bytes sent, and intercepts cancel requests
 // when BehindPooler is set).
 func NewConnector(c driver.Connector, opts ConnectorOptions) driver.Connector {
-	if pc, ok := c.(*pq.Connector); ok {
-		pc.Dialer(pgdial.New(opts.BehindPooler))
+	if pc, ok := c.(interface{ Dialer(pq.Dialer) }); ok { // a *pq.Connector, or one wrapping it
+		pc.Dialer(pgdial.New(opts.BehindPooler).TrackErrors())
 	}
 	ct := &connector{base: c, opts: opts, desc: newDescribeCache(describeCacheSize)}
 	ct.setSQL, ct.setArgs = setConfigSQL(opts.Settings, true)
@@ -112,7 +112,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	sctx, slot := pgdial.WithSlot(ctx)
 	dc, err := c.base.Connect(sctx)
 	if err != nil {
-		return nil, driverError(ctx, err) // nothing was sent: InTx may retry
+		return nil, connectError(ctx, err) // nothing was sent: InTx may retry
 	}
 	if _, ok := dc.(driver.ExecerContext); !ok {
 		dc.Close()

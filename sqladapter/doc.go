@@ -133,7 +133,22 @@
 // after the statement was sent), or "it ran" ([ErrNotFound]). A statement
 // that may have run is never sent again by database/sql: lib/pq's
 // driver.ErrBadConn after bytes were written is turned into such an error,
-// as pgx already does with pgconn.SafeToRetry.
+// as pgx already does with pgconn.SafeToRetry. A failed COMMIT follows the
+// same rule: "it may have run" means the transaction may have committed.
+// A failure while the connection was being opened is "did not run".
+//
+// When the server (or PgBouncer) ended the session with a FATAL error —
+// "server login has been failing, try again later (server_login_retry)"
+// 08P01, "terminating connection due to administrator command" 57P01 —
+// the error carries its message and SQLSTATE on both drivers (errors.As
+// reaches a *pgconn.PgError or a *pq.Error), with the same Kind; lib/pq
+// alone reports driver.ErrBadConn, and the wrapper reads the server's
+// error off the connection instead.
+//
+// Every call ends at its context's deadline on both drivers, also while
+// the network or the pooler stalls: lib/pq's BEGIN, which lib/pq itself
+// does not bound by the context, is cut off by the wrapper (the
+// connection is then discarded).
 //
 // # Transactions
 //

@@ -409,6 +409,20 @@ func driverError(ctx context.Context, err error) error {
 	return err
 }
 
+// connectError classifies an error from opening a connection as the
+// driver's (see driverError: InTx may retry it). Nothing of the caller's
+// was sent, so the outcome is [OutcomeNotRun] whatever the server said —
+// a FATAL at startup (PgBouncer's server_login_retry, a wrong password)
+// included, on both drivers.
+func connectError(ctx context.Context, err error) error {
+	err = driverError(ctx, err)
+	var e *Error
+	if errors.As(err, &e) {
+		e.outcome = OutcomeNotRun
+	}
+	return err
+}
+
 // Retryable reports whether err is a serialization failure or a deadlock,
 // after which the whole transaction can be run again.
 func Retryable(err error) bool {

@@ -14,6 +14,9 @@ import (
 	"sync"
 
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+
+	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
 // pqFields copies the fields of the first *pq.Error in err's chain.
@@ -134,4 +137,72 @@ func shiftPosition(err error, by int) error {
 	cp := *pe
 	cp.Position = fmt.Sprint(p - by)
 	return &cp
+}
+
+// pqBeginTx is lib/pq's BeginTx with its BEGIN bounded by ctx. lib/pq
+// watches the context only once BEGIN has answered (conn_go18.go: begin,
+// then watchCancel), so while the network or the pooler stalls, BeginTx —
+// and InTx, BeginTx and every sql.Tx call waiting on the connection —
+// returned only when the stall ended, long past the caller's deadline.
+// When ctx ends first, the socket is interrupted: the read fails at once,
+// lib/pq marks the connection bad and database/sql discards it. And when
+// the server answered BEGIN with a FATAL error, that error is returned, as
+// pgx does, rather than lib/pq's driver.ErrBadConn. Without the socket
+// (wire nil) lib/pq is called as is.
+func pqBeginTx(ctx context.Context, wire *pgdial.Conn, bt driver.ConnBeginTx, opts driver.TxOptions) (driver.Tx, error) {
+	if wire == nil {
+		return bt.BeginTx(ctx, opts)
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, wire.Interrupt)
+		defer stop()
+	}
+	// Interrupted after BEGIN answered, the transaction is returned all the
+	// same: lib/pq's own watch, armed with ctx already done, marks the
+	// connection bad at once and every later call on it fails.
+	before := wire.Written()
+	tx, err := bt.BeginTx(ctx, opts)
+	if errors.Is(err, driver.ErrBadConn) && wire.Written() != before {
+		if fatal := pqServerFatal(wire); fatal != nil {
+			return nil, fatal
+		}
+	}
+	return tx, err
+}
+
+// pqServerFatal returns the FATAL (or PANIC) error the server sent on the
+// connection before closing it, as the *pq.Error lib/pq would have made of
+// it: lib/pq parses it and then reports driver.ErrBadConn alone, where pgx
+// returns the *pgconn.PgError with the server's message and SQLSTATE
+// (PgBouncer's "server login has been failing, try again later
+// (server_login_retry)" 08P01, PostgreSQL's "terminating connection due to
+// administrator command" 57P01). The socket keeps it (pgdial's
+// TrackErrors). nil when there is none or no socket to ask.
+func pqServerFatal(wire *pgdial.Conn) *pq.Error {
+	if wire == nil {
+		return nil
+	}
+	f := wire.TakeFatal()
+	if f == nil {
+		return nil
+	}
+	return &pq.Error{
+		Severity:         f.Severity(),
+		Code:             pqerror.Code(f['C']),
+		Message:          f['M'],
+		Detail:           f['D'],
+		Hint:             f['H'],
+		Position:         f['P'],
+		InternalPosition: f['p'],
+		InternalQuery:    f['q'],
+		Where:            f['W'],
+		Schema:           f['s'],
+		Table:            f['t'],
+		Column:           f['c'],
+		DataTypeName:     f['d'],
+		Constraint:       f['n'],
+		File:             f['F'],
+		Line:             f['L'],
+		Routine:          f['R'],
+	}
 }

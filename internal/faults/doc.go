@@ -27,7 +27,11 @@
 // same handle (0 when the scenario injects no fault). Besides those, a run
 // fails when a batch's counters disagree with its jobs, a finished batch
 // did not give exactly one worker its finish notice, a call returned more
-// than 500 ms after its deadline, the handle needs reopening, a
+// than 500 ms after its deadline (beyond what the process's own scheduling
+// lag explains: on a loaded machine every goroutine can wait a second for
+// a CPU; the lag is measured during the run, and the goroutines of a hung
+// call are written to POOLSAFE_FAULTS_HANG_DIR or the temporary
+// directory), the handle needs reopening, a
 // CancelRequest reached the pooler (the proxy counts them), or
 // `pgstack.sh check` says PgBouncer crashed or restarted.
 package faults

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,6 +262,7 @@ func runScenario(t *testing.T, st *stack, direct *sql.DB, sc scenario, d driverc
 		sc.arm(f)
 	}
 
+	lag := startLagMonitor()
 	start := time.Now()
 	var wg sync.WaitGroup
 	spawn := func(fn func()) {
@@ -309,16 +312,20 @@ func runScenario(t *testing.T, st *stack, direct *sql.DB, sc scenario, d driverc
 	cancel()
 	db.Close()
 	stats := proxy.Stats()
+	lag.close()
+	hung, starved, starvedLag := p.judgeOverruns(lag)
 
 	vctx, vcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	v, verifyErr := p.verify(vctx, direct)
 	vcancel()
 	fmt.Printf("fault %s %s: jobs %d, lost %d, doubled %d, duplicate writes %d, recovery %.2fs\n",
 		sc.name, d, v.jobs, v.lost, v.doubled, v.dupWrites, recovery.Seconds())
-	t.Logf("ran %v: %d calls, %d failed, %d hung (worst %v past its deadline); batches created %d, found after a failed Create %d; "+
+	t.Logf("ran %v: %d calls, %d failed, %d hung (worst %v past its deadline), %d late while the process waited for a CPU "+
+		"(scheduling lag up to %v, worst in the run %v); batches created %d, found after a failed Create %d; "+
 		"proxy: %d connections, %d cut, %d mid-COMMIT, %d swallowed, %d dropped, %d dial errors, %d CancelRequests; errors seen:%s",
-		elapsed.Round(10*time.Millisecond), p.calls.Load(), p.failures.Load(), p.hung.Load(),
-		time.Duration(p.maxOver.Load()).Round(time.Millisecond), p.createdByCall.Load(), p.createdByLookup.Load(),
+		elapsed.Round(10*time.Millisecond), p.calls.Load(), p.failures.Load(), len(hung),
+		time.Duration(p.maxOver.Load()).Round(time.Millisecond), len(starved), starvedLag.Round(time.Millisecond),
+		lag.max().Round(time.Millisecond), p.createdByCall.Load(), p.createdByLookup.Load(),
 		stats.Accepted, stats.Cuts, stats.MidCommitCuts, stats.Swallowed, stats.Dropped, stats.DialErrors, stats.CancelRequests,
 		p.errorSummary())
 
@@ -343,8 +350,28 @@ func runScenario(t *testing.T, st *stack, direct *sql.DB, sc scenario, d driverc
 	for _, pr := range v.problems {
 		t.Errorf("database: %s", pr)
 	}
-	if n := p.hung.Load(); n > 0 {
-		t.Errorf("%d calls hung past their deadline (+%v grace)", n, hangGrace)
+	if len(hung) > 0 {
+		t.Errorf("%d calls hung past their deadline (+%v grace, more than the process's scheduling lag explains)", len(hung), hangGrace)
+		p.mu.Lock()
+		var stacks string
+		for _, o := range hung {
+			if stacks = p.hangStacks[o.id]; stacks != "" {
+				break
+			}
+		}
+		p.mu.Unlock()
+		if stacks != "" {
+			name := filepath.Join(hangDir(), fmt.Sprintf("hang-%s-%s.txt", sc.name, d))
+			if err := os.WriteFile(name, []byte(stacks), 0o644); err == nil {
+				t.Logf("goroutines while a hung call waited: %s", name)
+			}
+		}
+		for i, o := range hung {
+			if i == 8 {
+				break
+			}
+			t.Errorf("workload: %s", o)
+		}
 	}
 	p.mu.Lock()
 	for _, pr := range p.problems {
@@ -366,6 +393,15 @@ func runScenario(t *testing.T, st *stack, direct *sql.DB, sc scenario, d driverc
 			t.Fatalf("cannot bring the pooler back for the next scenarios: %v", err)
 		}
 	}
+}
+
+// hangDir is where the goroutine dumps of hung calls go:
+// POOLSAFE_FAULTS_HANG_DIR, else the system's temporary directory.
+func hangDir() string {
+	if d := os.Getenv("POOLSAFE_FAULTS_HANG_DIR"); d != "" {
+		return d
+	}
+	return os.TempDir()
 }
 
 func orDefault(v, def int) int {

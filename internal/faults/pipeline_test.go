@@ -96,28 +96,31 @@ type pipeline struct {
 	rngMu      sync.Mutex
 	rng        *rand.Rand
 
-	calls, failures, hung atomic.Int64
-	maxOver               atomic.Int64 // nanoseconds past a deadline, worst call
-	createdByCall         atomic.Int64 // Create calls that returned success
-	createdByLookup       atomic.Int64 // batches found after a Create failed
+	calls, failures atomic.Int64
+	maxOver         atomic.Int64 // nanoseconds past a deadline, worst call
+	createdByCall   atomic.Int64 // Create calls that returned success
+	createdByLookup atomic.Int64 // batches found after a Create failed
 
-	mu       sync.Mutex
-	notices  map[uuid.UUID]int // batch → finish notices workers and rescuer received
-	errs     map[string]int    // error samples → count
-	problems []string
+	mu         sync.Mutex
+	overruns   []overrun         // calls that returned later than deadline+hangGrace
+	hangStacks map[int64]string  // call → goroutines while it ran late (captureHang)
+	notices    map[uuid.UUID]int // batch → finish notices workers and rescuer received
+	errs       map[string]int    // error samples → count
+	problems   []string
 }
 
 func newPipeline(scenario string, d driverconf.Driver, db *sqladapter.DB, workers int) *pipeline {
 	p := &pipeline{
 		scenario: scenario, driver: d, db: db, workers: workers,
-		repos:    repo.New(db, repo.WithSchema(schema)),
-		tenant:   uuid.New(),
-		index:    map[string]int{},
-		stop:     make(chan struct{}),
-		produced: make(chan struct{}),
-		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		notices:  map[uuid.UUID]int{},
-		errs:     map[string]int{},
+		repos:      repo.New(db, repo.WithSchema(schema)),
+		tenant:     uuid.New(),
+		index:      map[string]int{},
+		stop:       make(chan struct{}),
+		produced:   make(chan struct{}),
+		rng:        rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		notices:    map[uuid.UUID]int{},
+		errs:       map[string]int{},
+		hangStacks: map[int64]string{},
 	}
 	for i := range nJobs {
 		p.index[domainName(i)] = i
@@ -221,10 +224,14 @@ func (p *pipeline) call(op string, fn func(ctx context.Context) error) error {
 	d := p.deadline()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	start := time.Now()
+	// A call still running past its deadline and the grace: keep the
+	// goroutines' stacks, to show where it waits.
+	id := p.calls.Add(1)
+	watchdog := time.AfterFunc(d+hangGrace, func() { p.captureHang(id, op) })
 	err := fn(ctx)
+	watchdog.Stop()
 	took := time.Since(start)
 	cancel()
-	p.calls.Add(1)
 	if over := took - d; over > 0 {
 		for {
 			cur := p.maxOver.Load()
@@ -233,8 +240,13 @@ func (p *pipeline) call(op string, fn func(ctx context.Context) error) error {
 			}
 		}
 		if over > hangGrace {
-			p.hung.Add(1)
-			p.problem("%s hung: returned after %v with a %v deadline (%v)", op, took.Round(time.Millisecond), d, err)
+			// Judged at the end of the run (judgeOverruns): hung, or
+			// late because the process did not run.
+			p.mu.Lock()
+			if len(p.overruns) < maxOverruns {
+				p.overruns = append(p.overruns, overrun{id: id, op: op, start: start, deadline: d, took: took, err: err})
+			}
+			p.mu.Unlock()
 		}
 	}
 	if err != nil {

@@ -6,6 +6,7 @@
 package pgdial
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -51,8 +52,9 @@ func WithSlot(ctx context.Context) (context.Context, *Slot) {
 // the statement stops at its statement_timeout at the latest. (Under TLS
 // the message is encrypted and cannot be seen.)
 type Dialer struct {
-	d         net.Dialer
-	intercept bool
+	d           net.Dialer
+	intercept   bool
+	trackErrors bool
 
 	mu    sync.Mutex
 	conns map[[8]byte]*Conn // BackendKeyData (pid, secret) → connection
@@ -62,6 +64,14 @@ type Dialer struct {
 // rather than sent (see Dialer).
 func New(intercept bool) *Dialer {
 	return &Dialer{d: net.Dialer{KeepAlive: 5 * time.Minute}, intercept: intercept, conns: map[[8]byte]*Conn{}}
+}
+
+// TrackErrors makes every connection keep the last FATAL or PANIC error
+// the server sent on it (see [Conn.TakeFatal]), for a driver that drops it
+// (lib/pq reports driver.ErrBadConn instead). It returns d.
+func (d *Dialer) TrackErrors() *Dialer {
+	d.trackErrors = true
+	return d
 }
 
 func (d *Dialer) Dial(network, address string) (net.Conn, error) {
@@ -120,10 +130,9 @@ type Conn struct {
 	written atomic.Int64
 
 	mu          sync.Mutex
-	startupSent bool   // a StartupMessage went out: no cancel on this connection
-	sslAsked    bool   // an SSLRequest went out: the next server byte is its answer
-	parsing     bool   // still reading the startup response
-	in          []byte // unparsed startup-response bytes
+	startupSent bool // a StartupMessage went out: no cancel on this connection
+	sslAsked    bool // an SSLRequest went out: the next server byte is its answer
+	parsing     bool // following the server's messages (see observe)
 	key         [8]byte
 	keyed       bool
 	intercepted bool // this connection carried a cancel that was handled here
@@ -131,6 +140,37 @@ type Conn struct {
 	startDeadline time.Time // the dialing context's deadline; zero if none
 	asked         time.Time // the deadline the driver last set
 	started       bool      // the startup exchange is over (or cannot be followed)
+	interrupted   bool      // Interrupt was called: every read and write fails
+
+	// observe's position in the server's stream.
+	hdr     [5]byte // type and length of the message being read
+	nhdr    int     // bytes of hdr read so far
+	inBody  bool    // hdr is complete; remain body bytes follow
+	typ     byte
+	remain  int64
+	keeping bool   // the body is kept in keep
+	keep    []byte // the body so far
+	fatal   ServerError
+}
+
+// Interrupt ends the read or write in progress on the connection, and
+// every later one: the socket's deadline is set to now and no later
+// SetDeadline moves it. The connection is unusable afterwards. This is how
+// a context that ends mid-call breaks off a driver call that does not
+// watch the context itself (lib/pq's BEGIN), and how an intercepted
+// CancelRequest ends its query.
+func (c *Conn) Interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.interrupted = true
+	_ = c.Conn.SetDeadline(time.Now())
+}
+
+// Interrupted reports whether Interrupt was called.
+func (c *Conn) Interrupted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.interrupted
 }
 
 // SetDeadline sets the driver's deadline, except that until the startup
@@ -138,12 +178,35 @@ type Conn struct {
 // a connection being opened for a call does not outlive the call.
 func (c *Conn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.interrupted {
+		return nil // stays in the past
+	}
 	c.asked = t
 	if !c.started && !c.startDeadline.IsZero() && (t.IsZero() || t.After(c.startDeadline)) {
 		t = c.startDeadline
 	}
-	c.mu.Unlock()
 	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline is net.Conn's, except after Interrupt.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	return c.unlessInterrupted(func() error { return c.Conn.SetReadDeadline(t) })
+}
+
+// SetWriteDeadline is net.Conn's, except after Interrupt.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.unlessInterrupted(func() error { return c.Conn.SetWriteDeadline(t) })
+}
+
+// unlessInterrupted runs set under c.mu unless Interrupt was called.
+func (c *Conn) unlessInterrupted(set func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.interrupted {
+		return nil
+	}
+	return set()
 }
 
 // finishStartup ends the startup bound: the driver's own deadline applies
@@ -153,7 +216,7 @@ func (c *Conn) finishStartup() {
 		return
 	}
 	c.started = true
-	if !c.startDeadline.IsZero() {
+	if !c.startDeadline.IsZero() && !c.interrupted {
 		_ = c.Conn.SetDeadline(c.asked)
 	}
 }
@@ -161,17 +224,21 @@ func (c *Conn) finishStartup() {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if !c.startupSent && !c.started && len(p) >= 8 {
-		switch binary.BigEndian.Uint32(p[4:8]) {
-		case sslRequestCode:
+		switch code := binary.BigEndian.Uint32(p[4:8]); {
+		case code == sslRequestCode:
 			c.sslAsked = true
-		case protocolV3:
+		case code>>16 == protocolV3>>16:
+			// Protocol 3.0, or 3.2 (max_protocol_version): the same
+			// startup response.
 			c.startupSent, c.parsing = true, true
-		case cancelRequestCode:
-			if c.d.intercept && len(p) == 16 {
+		case code == cancelRequestCode:
+			// 16 bytes, or more with protocol 3.2's longer keys (the
+			// first four bytes of the key identify the connection).
+			if c.d.intercept && len(p) >= 16 {
 				var key [8]byte
 				copy(key[:], p[8:16])
 				if target := c.d.lookup(key); target != nil {
-					_ = target.Conn.SetDeadline(time.Now()) // the query's read fails now
+					target.Interrupt() // the query's read fails now
 				}
 				// Known or not (a connection already gone, or still
 				// starting), the request is never sent to the pooler.
@@ -204,7 +271,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// observe scans the server's startup response for BackendKeyData.
+// observe follows the server's messages: BackendKeyData and the end of the
+// startup exchange, and — when the dialer tracks errors — every FATAL or
+// PANIC ErrorResponse (see TakeFatal). Message bodies are kept only for
+// the few types it reads; everything else is skipped by its length.
 func (c *Conn) observe(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -218,32 +288,124 @@ func (c *Conn) observe(b []byte) {
 		c.sslAsked = false
 		b = b[1:] // 'N': plain text goes on
 	}
-	if !c.parsing {
-		return
+	for c.parsing && len(b) > 0 {
+		if !c.inBody {
+			n := copy(c.hdr[c.nhdr:], b)
+			c.nhdr += n
+			b = b[n:]
+			if c.nhdr < len(c.hdr) {
+				return
+			}
+			c.nhdr = 0
+			c.typ = c.hdr[0]
+			size := int64(binary.BigEndian.Uint32(c.hdr[1:])) - 4
+			if size < 0 {
+				c.stopParsing() // not the protocol this dialer follows
+				return
+			}
+			c.remain = size
+			c.keep = c.keep[:0]
+			c.keeping = size <= maxKept && (c.typ == 'E' || !c.started && (c.typ == 'K' || c.typ == 'Z'))
+			c.inBody = true
+		}
+		n := int(min(int64(len(b)), c.remain))
+		if c.keeping {
+			c.keep = append(c.keep, b[:n]...)
+		}
+		c.remain -= int64(n)
+		b = b[n:]
+		if c.remain == 0 {
+			c.inBody = false
+			c.message()
+		}
 	}
-	c.in = append(c.in, b...)
-	for len(c.in) >= 5 {
-		typ, n := c.in[0], int(binary.BigEndian.Uint32(c.in[1:5]))
-		if n < 4 || len(c.in) > 1<<16 {
-			c.parsing, c.in = false, nil
-			c.finishStartup()
-			return
-		}
-		if len(c.in) < 1+n {
-			return
-		}
-		switch {
-		case typ == 'K' && n >= 12:
-			copy(c.key[:], c.in[5:13])
+}
+
+// maxKept bounds a message body observe keeps (libpq's MAX_ERRLEN is
+// 30000).
+const maxKept = 64 << 10
+
+// message handles one complete server message. c.mu is held.
+func (c *Conn) message() {
+	switch c.typ {
+	case 'K':
+		if !c.started && c.keeping && len(c.keep) >= 8 {
+			copy(c.key[:], c.keep[:8])
 			c.keyed = true
 			c.d.register(c.key, c)
-		case typ == 'Z' || typ == 'E':
-			c.parsing, c.in = false, nil
-			c.finishStartup()
-			return
 		}
-		c.in = c.in[1+n:]
+	case 'Z':
+		if !c.started {
+			c.finishStartup()
+			if !c.d.trackErrors {
+				c.stopParsing()
+			}
+		}
+	case 'E':
+		if c.keeping {
+			if e := parseServerError(c.keep); e.Fatal() {
+				c.fatal = e
+			}
+		}
+		if !c.started {
+			c.finishStartup()
+			if !c.d.trackErrors {
+				c.stopParsing()
+			}
+		}
 	}
+}
+
+func (c *Conn) stopParsing() {
+	c.parsing, c.inBody, c.keep = false, false, nil
+	c.finishStartup()
+}
+
+// ServerError is an ErrorResponse the server sent: its fields by their
+// protocol codes — 'S' severity (localized), 'V' severity, 'C' SQLSTATE,
+// 'M' message, 'D' detail, 'H' hint, 'n' constraint, and so on.
+type ServerError map[byte]string
+
+// Severity is the unlocalized severity when the server sent one, else the
+// localized one (PgBouncer sends only that).
+func (e ServerError) Severity() string {
+	if v := e['V']; v != "" {
+		return v
+	}
+	return e['S']
+}
+
+// Fatal reports a FATAL or PANIC error: the server closes the connection
+// after it.
+func (e ServerError) Fatal() bool {
+	s := e.Severity()
+	return s == "FATAL" || s == "PANIC"
+}
+
+func parseServerError(b []byte) ServerError {
+	e := ServerError{}
+	for len(b) > 0 && b[0] != 0 {
+		code := b[0]
+		i := bytes.IndexByte(b[1:], 0)
+		if i < 0 {
+			break
+		}
+		e[code] = string(b[1 : 1+i])
+		b = b[2+i:]
+	}
+	return e
+}
+
+// TakeFatal returns the last FATAL or PANIC error the server sent on this
+// connection and forgets it; nil when there is none, or when the dialer
+// does not track errors (see [Dialer.TrackErrors]). The server closes the
+// connection after such an error, so it explains why the connection broke.
+func (c *Conn) TakeFatal() ServerError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.fatal
+	c.fatal = nil
+	return e
 }
 
 func (c *Conn) Close() error {
