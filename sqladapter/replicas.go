@@ -372,10 +372,12 @@ func (rs *replicaSet) waitFor(ctx context.Context, need walPos) int {
 }
 
 // OnReplica runs the transaction read-only on the handle [DB.Reader]
-// picks. When that replica fails it — its connection is lost or it is
-// unreachable — the replica leaves the rotation and the transaction runs
-// again on the next pick, in the end the primary, so a replica going away
-// fails no read. Without replicas it runs on the primary, read-only.
+// picks. When that replica fails it — its connection is lost, it is
+// unreachable, or it does not begin the transaction within
+// max(4×CheckInterval, 2s), as when its pooler waits for a stopped server —
+// the replica leaves the rotation and the transaction runs again on the
+// next pick, in the end the primary, so a replica going away fails no read.
+// Without replicas it runs on the primary, read-only.
 func OnReplica() TxOption {
 	return func(c *txConfig) { c.readOnly, c.onReplica = true, true }
 }
@@ -391,3 +393,75 @@ func (rs *replicaSet) stats() []ReplicaStats {
 	}
 	return out
 }
+
+// beginBound is how long a transaction sent to a replica may take to
+// begin: a pooler in front of a stopped replica holds the BEGIN while it
+// retries the server, and the read should go elsewhere instead.
+func (rs *replicaSet) beginBound() time.Duration {
+	return max(4*rs.opts.CheckInterval, 2*time.Second)
+}
+
+// beginCtx is the context a transaction on a replica begins with: it ends
+// at the bound unless the transaction began first; after that only the
+// caller's context ends it (database/sql ties the transaction to the
+// context it began with).
+type beginCtx struct {
+	context.Context // the caller's
+
+	mu    sync.Mutex
+	done  chan struct{}
+	err   error
+	late  bool
+	timer *time.Timer
+	stop  func() bool
+}
+
+func boundBegin(ctx context.Context, d time.Duration) *beginCtx {
+	b := &beginCtx{Context: ctx, done: make(chan struct{})}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timer = time.AfterFunc(d, func() { b.end(context.DeadlineExceeded, true) })
+	b.stop = context.AfterFunc(ctx, func() { b.end(context.Cause(ctx), false) })
+	return b
+}
+
+func (b *beginCtx) end(err error, late bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err, b.late = err, late
+		close(b.done)
+	}
+}
+
+// began stops the bound: the transaction has begun (or failed to).
+func (b *beginCtx) began() { b.timer.Stop() }
+
+// release unregisters from the caller's context once the transaction is over.
+func (b *beginCtx) release() { b.timer.Stop(); b.stop() }
+
+func (b *beginCtx) timedOut() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.late
+}
+
+func (b *beginCtx) Done() <-chan struct{} { return b.done }
+
+func (b *beginCtx) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// replicaBeginTimeout: a replica did not begin a transaction in time.
+type replicaBeginTimeout struct {
+	bound time.Duration
+	err   error
+}
+
+func (e *replicaBeginTimeout) Error() string {
+	return fmt.Sprintf("sqladapter: the replica did not begin the transaction within %s: %v", e.bound, e.err)
+}
+
+func (e *replicaBeginTimeout) Unwrap() error { return e.err }

@@ -36,6 +36,7 @@ type txConfig struct {
 	isolation   sql.IsolationLevel
 	readOnly    bool
 	onReplica   bool
+	beginBound  time.Duration // > 0: BEGIN must complete within it (a replica's)
 	settings    []Setting
 	maxAttempts int
 }
@@ -90,13 +91,18 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 		if cfg.onReplica {
 			target, replica = db.reader(ctx)
 		}
-		err := target.runTx(ctx, &cfg, fn)
+		rc := cfg
+		if replica >= 0 {
+			rc.beginBound = db.replicas.beginBound()
+		}
+		err := target.runTx(ctx, &rc, fn)
 		if err == nil {
 			return nil
 		}
 		retry := retryable(err)
-		if replica >= 0 && isDatabaseError(err) && KindOf(err) == KindConnection && ctx.Err() == nil &&
-			failovers < len(db.replicas.list) {
+		var late *replicaBeginTimeout
+		replicaFailed := errors.As(err, &late) || (isDatabaseError(err) && KindOf(err) == KindConnection)
+		if replica >= 0 && replicaFailed && ctx.Err() == nil && failovers < len(db.replicas.list) {
 			// The replica went away: it leaves the rotation, and the
 			// read-only transaction runs again at once on the next pick,
 			// without using up an attempt.
@@ -177,7 +183,22 @@ func retryable(err error) bool {
 }
 
 func (db *DB) runTx(ctx context.Context, cfg *txConfig, fn func(tx *Tx) error) (err error) {
-	stx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: cfg.isolation, ReadOnly: cfg.readOnly})
+	bctx := ctx
+	var b *beginCtx
+	if cfg.beginBound > 0 {
+		b = boundBegin(ctx, cfg.beginBound)
+		defer b.release()
+		bctx = b
+		defer func() {
+			if err != nil && b.timedOut() {
+				err = &replicaBeginTimeout{bound: cfg.beginBound, err: err}
+			}
+		}()
+	}
+	stx, err := db.BeginTxx(bctx, &sql.TxOptions{Isolation: cfg.isolation, ReadOnly: cfg.readOnly})
+	if b != nil {
+		b.began() // from now on only ctx ends the transaction
+	}
 	if err != nil {
 		return fmt.Errorf("sqladapter: begin: %w", ClassifyContext(ctx, err))
 	}
