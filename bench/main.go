@@ -27,6 +27,8 @@ type options struct {
 	out     string
 	workers int
 	claim   int
+	// contenders, when set, are the queue contenders to run (by name).
+	contenders string
 }
 
 func main() {
@@ -39,6 +41,7 @@ func main() {
 	flag.StringVar(&o.out, "o", "", "write the report to this file too (make bench: bench/REPORT.md)")
 	flag.IntVar(&o.workers, "workers", 8, "workers (pgbench clients) of the queue benchmarks")
 	flag.IntVar(&o.claim, "claim", 20, "jobs per claim of the queue benchmarks")
+	flag.StringVar(&o.contenders, "contenders", "", "only these queue contenders, comma-separated ("+strings.Join(queueContenders, ", ")+")")
 	flag.Parse()
 	if strings.HasSuffix(benchtime, "x") {
 		if _, err := strconv.Atoi(strings.TrimSuffix(benchtime, "x")); err != nil {

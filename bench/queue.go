@@ -43,8 +43,9 @@ func (e *env) fillMin(ctx context.Context, n int) error {
 }
 
 // fillJobs empties the project's queue and enqueues n jobs in batches of
-// batchSize, as Batches.Create writes them (without the domains).
-func (e *env) fillJobs(ctx context.Context, n int) error {
+// batchSize, as Batches.Create writes them (without the domains); with
+// loose, the same jobs without a batch.
+func (e *env) fillJobs(ctx context.Context, n int, loose bool) error {
 	batches := (n + batchSize - 1) / batchSize
 	return e.exec(ctx, `TRUNCATE `+schema+`.jobs, `+schema+`.batches`,
 		// Batches submitted one second apart, as Batches.Create writes them: the
@@ -56,7 +57,7 @@ func (e *env) fillJobs(ctx context.Context, n int) error {
 			RETURNING id, tenant_id, created_at
 		)
 		INSERT INTO %[1]s.jobs (tenant_id, batch_id, kind, payload, run_at, created_at)
-		SELECT b.tenant_id, CASE WHEN `+fmt.Sprint(os.Getenv("BENCH_NOBATCH") == "")+` THEN b.id END, 'scan', jsonb_build_object('domain', 'shop-' || g || '.example.com'), b.created_at, b.created_at
+		SELECT b.tenant_id, CASE WHEN `+fmt.Sprint(!loose)+` THEN b.id END, 'scan', jsonb_build_object('domain', 'shop-' || g || '.example.com'), b.created_at, b.created_at
 		FROM b, generate_series(1, %[3]d) g`, schema, benchTenant, batchSize, batches),
 		`VACUUM ANALYZE `+schema+`.jobs, `+schema+`.batches`)
 }
@@ -254,6 +255,7 @@ func flaky(payload json.RawMessage, every int) bool {
 // queueResult is the queue table of the report.
 type queueResult struct {
 	claim, workers int
+	fill           int
 	failEvery      int
 	runs           map[string][]queueRun // contender → one run per round
 }
@@ -264,7 +266,23 @@ const (
 	qToday  = "today"  // pgbench bench/queue_today.sql
 	qPGX    = "poolsafe-pgx"
 	qPQ     = "poolsafe-pq"
+	// qReplan is qPGX with jobs_next planning its statements on every call
+	// (plan_cache_mode = force_custom_plan): what the cached plans save.
+	qReplan = "poolsafe-pgx-replan"
+	// qLoose is qPGX on jobs without a batch: what batch accounting costs.
+	qLoose = "poolsafe-pgx-loose"
 )
+
+var queueContenders = []string{qAnchor, qToday, qPGX, qPQ, qReplan, qLoose}
+
+var queueLabel = map[string]string{
+	qAnchor: "anchor: pgbench, minimal queue SQL (`bench/queue_min.sql`)",
+	qToday:  "today: pgbench, today's statements, one job each (`bench/queue_today.sql`)",
+	qPGX:    "poolsafe, pgx: `Jobs.Next` loop",
+	qPQ:     "poolsafe, lib/pq: `Jobs.Next` loop",
+	qReplan: "poolsafe, pgx, plans not cached (jobs_next with `force_custom_plan`)",
+	qLoose:  "poolsafe, pgx, the same jobs without a batch (no batch accounting)",
+}
 
 func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueResult, error) {
 	cfg := loopConfig{workers: o.workers, claim: o.claim, lease: 30 * time.Second, failEvery: 100}
@@ -275,9 +293,10 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 	if o.smoke {
 		fill, fillToday = 2000, 500
 	}
-	order := []string{qAnchor, qPGX, qToday, qPQ}
-	if v := os.Getenv("BENCH_QUEUE_ONLY"); v != "" {
-		order = strings.Split(v, ",")
+	res.fill = fill
+	order := []string{qAnchor, qPGX, qToday, qPQ, qReplan, qLoose}
+	if o.contenders != "" {
+		order = strings.Split(o.contenders, ",")
 	}
 	for r := range o.rounds {
 		for i := range order {
@@ -294,18 +313,29 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 						`SELECT count(*) FROM `+schema+`.minq WHERE state = 'done'`, fmt.Sprintf("n=%d", o.claim))
 				}
 			case qToday:
-				if err = e.fillJobs(ctx, fillToday); err == nil {
+				if err = e.fillJobs(ctx, fillToday, false); err == nil {
 					run, err = e.pgbenchQueue(ctx, "bench/queue_today.sql", o.workers, o.runTime,
 						`SELECT count(*) FROM `+schema+`.jobs WHERE state = 'succeeded'`,
 						"n=1", "lease=30000", `result={"ok":1}`)
 				}
-			case qPGX, qPQ:
+			case qPGX, qPQ, qLoose:
 				drv := driverconf.PGX
 				if name == qPQ {
 					drv = driverconf.PQ
 				}
-				if err = e.fillJobs(ctx, fill); err == nil {
+				if err = e.fillJobs(ctx, fill, name == qLoose); err == nil {
 					run, err = e.workerLoop(ctx, drv, cfg, o.runTime)
+				}
+			case qReplan:
+				fn := schema + `.jobs_next(text, uuid[], text[], text[], int, bigint, uuid, bigint, bigint)`
+				if err = e.fillJobs(ctx, fill, false); err == nil {
+					err = e.exec(ctx, `ALTER FUNCTION `+fn+` SET plan_cache_mode = force_custom_plan`)
+				}
+				if err == nil {
+					run, err = e.workerLoop(ctx, driverconf.PGX, cfg, o.runTime)
+					if rerr := e.exec(ctx, `ALTER FUNCTION `+fn+` SET plan_cache_mode = force_generic_plan`); err == nil {
+						err = rerr
+					}
 				}
 			}
 			m.sample()

@@ -80,34 +80,31 @@ DECLARE
 	v_open boolean[];      -- and whether each was unfinished when locked
 BEGIN
 	IF cardinality(p_ids) > 0 THEN
-		WITH input AS (
-			SELECT t.job_id, NULLIF(t.res, '')::jsonb AS res, NULLIF(t.err, '') AS err
-			FROM unnest(p_ids, p_results, p_errors) AS t(job_id, res, err)
-		),
-		owned AS (
+		WITH owned AS (
 			-- locked_by is set exactly while a job is running (jobs_lease_check):
 			-- no state condition, which would offer jobs_lease_idx, a scan of
 			-- every running job
-			SELECT j.id FROM unnest(p_ids) AS x(id) JOIN jobs j ON j.id = x.id
+			SELECT j.id, NULLIF(i.res, '')::jsonb AS res, NULLIF(i.err, '') AS err
+			FROM unnest(p_ids, p_results, p_errors) AS i(job_id, res, err) JOIN jobs j ON j.id = i.job_id
 			WHERE j.locked_by = p_worker
 			ORDER BY j.id
 			FOR UPDATE OF j
 		),
 		fin AS (
 			UPDATE jobs j SET
-				state = CASE WHEN i.err IS NULL THEN 'succeeded' WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
-				result = CASE WHEN i.err IS NULL THEN COALESCE(i.res, j.result) ELSE j.result END,
-				progress = CASE WHEN i.err IS NULL THEN 1 WHEN j.attempts < j.max_attempts THEN 0 ELSE j.progress END,
-				run_at = CASE WHEN i.err IS NOT NULL AND j.attempts < j.max_attempts
+				state = CASE WHEN o.err IS NULL THEN 'succeeded' WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+				result = CASE WHEN o.err IS NULL THEN COALESCE(o.res, j.result) ELSE j.result END,
+				progress = CASE WHEN o.err IS NULL THEN 1 WHEN j.attempts < j.max_attempts THEN 0 ELSE j.progress END,
+				run_at = CASE WHEN o.err IS NOT NULL AND j.attempts < j.max_attempts
 					THEN now() + least(p_backoff_ms * power(2::float8, least(j.attempts - 1, 40)), p_backoff_max_ms)
 						* (0.5 + random() / 2) * interval '1 millisecond'
 					ELSE j.run_at END,
-				last_error = COALESCE(i.err, j.last_error),
+				last_error = COALESCE(o.err, j.last_error),
 				locked_by = NULL,
 				lease_expires_at = NULL,
-				finished_at = CASE WHEN i.err IS NOT NULL AND j.attempts < j.max_attempts THEN NULL ELSE now() END,
+				finished_at = CASE WHEN o.err IS NOT NULL AND j.attempts < j.max_attempts THEN NULL ELSE now() END,
 				updated_at = now()
-			FROM owned o JOIN input i ON i.job_id = o.id
+			FROM owned o
 			WHERE j.id = o.id
 			RETURNING j.id, j.batch_id, j.state
 		)
