@@ -110,7 +110,7 @@ func (r *report) bulkTable(b *strings.Builder) {
 	fmt.Fprintf(b, "## Goal 3: bulk upsert of %d new domains\n\n", br.names)
 	b.WriteString("Through the transaction pool, a fresh tenant and an emptied table for each measurement. COPY is the driver's own (pgx `CopyFrom`, " +
 		"lib/pq `COPY … FROM STDIN` in a transaction) of the same rows straight into `domains`; `BulkUpsert` normalises the names, " +
-		"COPYs them into a transaction-scoped table and stores them with one `INSERT … ON CONFLICT DO NOTHING`, returning every id; " +
+		"reads the names that exist, then COPYs the others straight into `domains` under a savepoint (a unique violation from a concurrent call falls back to `INSERT … ON CONFLICT DO NOTHING`), returning every id; " +
 		"today's statement is the one `BulkUpsert` sent before (the names as one array, `ON CONFLICT DO UPDATE`).\n\n")
 	b.WriteString("| driver | COPY (anchor) | BulkUpsert | × COPY | today's statement | × COPY | BulkUpsert again (all exist) | rows rewritten by it |\n|---|---|---|---|---|---|---|---|\n")
 	for _, drv := range []string{"pgx", "pq"} {

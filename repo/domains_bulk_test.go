@@ -3,6 +3,9 @@ package repo_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -83,6 +86,54 @@ func TestDomainsBulkUpsertNoRewrite(t *testing.T) {
 		}
 		if len(after) != 3*repo.BulkCopyMin+1 {
 			t.Errorf("%d domains stored, want %d", len(after), 3*repo.BulkCopyMin+1)
+		}
+	})
+}
+
+// TestDomainsBulkUpsertCopyRace: 8 calls store the same 2,000 new names at
+// once by COPY; the ones that lose the race fall back to the statement
+// inside their transaction. None fails, every name is stored once, and
+// every call returns the same id for it.
+func TestDomainsBulkUpsertCopyRace(t *testing.T) {
+	forDrivers(t, func(t *testing.T, drv driverconf.Driver) {
+		_, db, schema := dbRepos(t, drv, 8)
+		ctx := context.Background()
+		tenant := uuid.New()
+		names := make([]string, 2*repo.BulkCopyMin)
+		for i := range names {
+			names[i] = fmt.Sprintf("race-%05d.example", i)
+		}
+		results := make([]repo.BulkUpsertResult, 8)
+		errs := make([]error, 8)
+		var wg sync.WaitGroup
+		for w := range results {
+			wg.Go(func() {
+				ns := slices.Clone(names)
+				rand.New(rand.NewPCG(uint64(w), 1)).Shuffle(len(ns), func(i, j int) { ns[i], ns[j] = ns[j], ns[i] })
+				results[w], errs[w] = repo.New(db, repo.WithSchema(schema)).Domains.BulkUpsert(ctx, tenant, ns)
+			})
+		}
+		wg.Wait()
+		ids := map[string]uuid.UUID{}
+		inserted := 0
+		for w, res := range results {
+			if errs[w] != nil {
+				t.Fatalf("call %d: %v", w, errs[w])
+			}
+			inserted += res.Inserted
+			for _, d := range res.Domains {
+				if prev, ok := ids[d.Name]; ok && prev != d.ID {
+					t.Fatalf("%s: ids %v and %v", d.Name, prev, d.ID)
+				}
+				ids[d.Name] = d.ID
+			}
+		}
+		if len(ids) != len(names) || inserted != len(names) {
+			t.Fatalf("%d names, %d inserted in all; want %d each", len(ids), inserted, len(names))
+		}
+		var n int
+		if err := db.GetContext(ctx, &n, fmt.Sprintf(`SELECT count(*) FROM %s.domains WHERE tenant_id = $1`, schema), tenant); err != nil || n != len(names) {
+			t.Fatalf("%d domains stored (%v), want %d", n, err, len(names))
 		}
 	})
 }

@@ -28,14 +28,19 @@ type connOpener interface {
 	Connx(ctx context.Context) (*sqlx.Conn, error)
 }
 
-// copier streams names into the COPY table on one driver.
-type copier func(ctx context.Context, conn *sqlx.Conn, tx *sqlx.Tx, names []string) error
+// copier streams rows (id, tenant_id, domain) into the domains table on
+// one driver.
+type copier func(ctx context.Context, conn *sqlx.Conn, tx *sqlx.Tx, schema string, tenant uuid.UUID, ids []uuid.UUID, names []string) error
 
-// bulkUpsertCopy stores names through a transaction of its own: COPY into
-// a transaction-scoped table, then one INSERT … ON CONFLICT DO NOTHING, then
-// a read of the names that existed. ok is false (and nothing was sent)
-// when the querier is a transaction, or its connections are neither pgx's
-// nor lib/pq's (sqlmock's): the caller then uses the statement.
+// bulkUpsertCopy stores names in a transaction of its own: it reads the
+// names that exist, then COPYs the others straight into domains — with
+// ids drawn here, in sorted order like the statement (see
+// sqlDomainBulkUpsert) — under a savepoint. When a concurrent call stored
+// one of them meanwhile, the COPY fails with a unique violation, is rolled
+// back to the savepoint, and the statement stores those names instead,
+// inside the same transaction. ok is false (and nothing was sent) when the
+// querier is a transaction, or its connections are neither pgx's nor
+// lib/pq's (sqlmock's): the caller then uses the statement.
 func (r *Domains) bulkUpsertCopy(ctx context.Context, tenant uuid.UUID, names []string) (rows []UpsertedDomain, ok bool, err error) {
 	h, isHandle := r.q.(connOpener)
 	if !isHandle {
@@ -61,23 +66,38 @@ func (r *Domains) bulkUpsertCopy(ctx context.Context, tenant uuid.UUID, names []
 		return nil, true, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, sqlDomainCopyTable); err != nil {
+	// In the call's own transaction no lock outlives the call: a plain read.
+	if err := tx.SelectContext(ctx, &rows, r.sql(sqlDomainCopyExisting), tenant, textArray(names)); err != nil {
 		return nil, true, err
 	}
-	if err := cp(ctx, conn, tx, names); err != nil {
+	missing := missingNames(names, rows)
+	if len(missing) == 0 {
+		return rows, true, tx.Commit()
+	}
+	ids := make([]uuid.UUID, len(missing))
+	for i := range ids {
+		ids[i] = uuid.New()
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT poolsafe_bulk_copy`); err != nil {
 		return nil, true, err
 	}
-	if err := tx.SelectContext(ctx, &rows, r.sql(sqlDomainCopyInsert), tenant); err != nil {
-		return nil, true, err
-	}
-	if len(rows) < len(names) {
-		// In the call's own transaction no lock outlives the call: a plain read.
-		var existing []UpsertedDomain
-		err := tx.SelectContext(ctx, &existing, r.sql(sqlDomainCopyExisting), tenant, textArray(missingNames(names, rows)))
+	err = cp(ctx, conn, tx, r.schema, tenant, ids, missing)
+	switch {
+	case err == nil:
+		for i, n := range missing {
+			rows = append(rows, UpsertedDomain{ID: ids[i], Name: n, Inserted: true})
+		}
+	case errors.Is(sqladapter.Classify(err), sqladapter.ErrConflict):
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT poolsafe_bulk_copy`); err != nil {
+			return nil, true, err
+		}
+		more, err := (&Domains{base{q: tx, schema: r.schema}}).bulkUpsert(ctx, tenant, missing)
 		if err != nil {
 			return nil, true, err
 		}
-		rows = append(rows, existing...)
+		rows = append(rows, more...)
+	default:
+		return nil, true, err
 	}
 	return rows, true, tx.Commit()
 }
@@ -93,30 +113,32 @@ func copierFor(dc any) copier {
 	return nil
 }
 
-// copyPGX streams the names with pgx's CopyFrom, on the connection the
+// copyPGX streams the rows with pgx's CopyFrom, on the connection the
 // transaction runs on.
-func copyPGX(ctx context.Context, conn *sqlx.Conn, _ *sqlx.Tx, names []string) error {
+func copyPGX(ctx context.Context, conn *sqlx.Conn, _ *sqlx.Tx, schema string, tenant uuid.UUID, ids []uuid.UUID, names []string) error {
 	return conn.Raw(func(dc any) error {
 		pc, ok := sqladapter.Unwrap(dc).(*stdlib.Conn)
 		if !ok {
 			return errors.New("repo: COPY: the connection is not pgx's")
 		}
-		_, err := pc.Conn().CopyFrom(ctx, pgx.Identifier{"pg_temp", "poolsafe_domains_in"}, []string{"name"},
-			pgx.CopyFromSlice(len(names), func(i int) ([]any, error) { return []any{names[i]}, nil }))
+		_, err := pc.Conn().CopyFrom(ctx, pgx.Identifier{schema, "domains"},
+			[]string{"id", "tenant_id", "domain"},
+			pgx.CopyFromSlice(len(names), func(i int) ([]any, error) { return []any{ids[i], tenant, names[i]}, nil }))
 		return err
 	})
 }
 
-// copyPQ streams the names with lib/pq's COPY FROM STDIN statement, which
+// copyPQ streams the rows with lib/pq's COPY FROM STDIN statement, which
 // the adapter hands to lib/pq inside a transaction.
-func copyPQ(ctx context.Context, _ *sqlx.Conn, tx *sqlx.Tx, names []string) error {
-	stmt, err := tx.PrepareContext(ctx, `COPY pg_temp.poolsafe_domains_in (name) FROM STDIN`)
+func copyPQ(ctx context.Context, _ *sqlx.Conn, tx *sqlx.Tx, schema string, tenant uuid.UUID, ids []uuid.UUID, names []string) error {
+	stmt, err := tx.PrepareContext(ctx, `COPY `+quoteIdent(schema)+`.domains (id, tenant_id, domain) FROM STDIN`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
-	for _, n := range names {
-		if _, err := stmt.ExecContext(ctx, n); err != nil {
+	t := tenant.String()
+	for i, n := range names {
+		if _, err := stmt.ExecContext(ctx, ids[i].String(), t, n); err != nil {
 			return err
 		}
 	}

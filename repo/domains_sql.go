@@ -46,23 +46,10 @@ ORDER BY d.domain
 FOR NO KEY UPDATE`
 
 // sqlDomainCopyExisting reads the domains of the tenant by name, inside
-// Domains.BulkUpsert's own transaction (so without a lock: none would
-// outlive the call).
+// the transaction of Domains.BulkUpsert's COPY (so without a lock: none
+// would outlive the call).
 const sqlDomainCopyExisting = `SELECT d.id, d.domain, false AS inserted FROM {schema}.domains d
 WHERE d.tenant_id = $1 AND d.domain = ANY($2::text[])`
-
-// sqlDomainCopyTable is the transaction-scoped table Domains.BulkUpsert
-// copies large inputs into: it lives on the server connection of the
-// transaction only, and is dropped at its end — safe behind a transaction
-// pooler.
-const sqlDomainCopyTable = `CREATE TEMP TABLE poolsafe_domains_in (name text NOT NULL) ON COMMIT DROP`
-
-// sqlDomainCopyInsert inserts the copied names, in sorted order (see
-// sqlDomainBulkUpsert), and returns the rows it created.
-const sqlDomainCopyInsert = `INSERT INTO {schema}.domains AS d (tenant_id, domain)
-SELECT $1::uuid, n.name FROM pg_temp.poolsafe_domains_in n ORDER BY n.name
-ON CONFLICT (tenant_id, domain) DO NOTHING
-RETURNING d.id, d.domain, true AS inserted`
 
 const sqlDomainGet = `SELECT ` + domainColumns + `
 FROM {schema}.domains
