@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/scrapersky/poolsafe/internal/pgdial"
@@ -68,7 +70,8 @@ func pgxConnector(r *resolved) (driver.Connector, error) {
 			}
 		}
 	}
-	var opts []stdlib.OptionOpenDB
+	var sessionSQL string
+	var sessionArgs []any
 	switch r.cfg.PoolMode {
 	case Direct:
 		for _, s := range r.startupSettings() {
@@ -76,14 +79,27 @@ func pgxConnector(r *resolved) (driver.Connector, error) {
 		}
 	case Session:
 		if settings := r.startupSettings(); len(settings) > 0 {
-			q, args := setConfigSQL(settings, false)
-			opts = append(opts, stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
-				if _, err := c.Exec(ctx, q, args...); err != nil {
-					return fmt.Errorf("driverconf: apply session settings: %w", err)
-				}
-				return nil
-			}))
+			sessionSQL, sessionArgs = setConfigSQL(settings, false)
 		}
 	}
-	return stdlib.GetConnector(*cc, opts...), nil
+	after := stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
+		registerUTCTimestamptz(c.TypeMap())
+		if sessionSQL == "" {
+			return nil
+		}
+		if _, err := c.Exec(ctx, sessionSQL, sessionArgs...); err != nil {
+			return fmt.Errorf("driverconf: apply session settings: %w", err)
+		}
+		return nil
+	})
+	return stdlib.GetConnector(*cc, after), nil
+}
+
+// registerUTCTimestamptz makes pgx decode timestamptz values in UTC, the
+// zone sqladapter gives every time.Time it returns: decoded so at the
+// source, a value needs no conversion (and no second allocation)
+// afterwards. Client-side only: nothing is sent to the server.
+func registerUTCTimestamptz(m *pgtype.Map) {
+	m.RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
+		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
 }

@@ -216,7 +216,7 @@ func (r *rows) Next(dest []driver.Value) error {
 		case time.Time:
 			if r.kinds[i] == colTimeOfDay {
 				dest[i] = v.Format("15:04:05.999999")
-			} else {
+			} else if v.Location() != time.UTC { // pgx through driverconf decodes in UTC already
 				dest[i] = v.UTC()
 			}
 		case []byte:
