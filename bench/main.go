@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ func main() {
 	flag.StringVar(&o.out, "o", "", "write the report to this file too (make bench: bench/REPORT.md)")
 	flag.IntVar(&o.workers, "workers", 8, "workers (pgbench clients) of the queue benchmarks")
 	flag.IntVar(&o.claim, "claim", 20, "jobs per claim of the queue benchmarks")
+	cpuprofile := flag.String("cpuprofile", "", "write this process's CPU profile to `file`")
 	flag.StringVar(&o.contenders, "contenders", "", "only these queue contenders, comma-separated ("+strings.Join(queueContenders, ", ")+")")
 	flag.Parse()
 	if strings.HasSuffix(benchtime, "x") {
@@ -68,9 +70,20 @@ func main() {
 			fail(fmt.Errorf("-goals: unknown %q (queue, adapter, bulk)", g))
 		}
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, o); err != nil {
+		pprof.StopCPUProfile()
 		fail(err)
 	}
 }

@@ -289,9 +289,9 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 	res := &queueResult{claim: o.claim, workers: o.workers, failEvery: cfg.failEvery, runs: map[string][]queueRun{}}
 	// Enough jobs that no contender runs dry: the batched ones reach
 	// several thousand jobs a second, today's statements a tenth of that.
-	fill, fillToday := int(o.runTime.Seconds()*16000), int(o.runTime.Seconds()*2000)
+	fillMin, fill, fillToday := int(o.runTime.Seconds()*40000), int(o.runTime.Seconds()*16000), int(o.runTime.Seconds()*2000)
 	if o.smoke {
-		fill, fillToday = 2000, 500
+		fillMin, fill, fillToday = 2000, 2000, 500
 	}
 	res.fill = fill
 	order := []string{qAnchor, qPGX, qToday, qPQ, qReplan, qLoose}
@@ -308,7 +308,7 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 			m.sample()
 			switch name {
 			case qAnchor:
-				if err = e.fillMin(ctx, fill); err == nil {
+				if err = e.fillMin(ctx, fillMin); err == nil {
 					run, err = e.pgbenchQueue(ctx, "bench/queue_min.sql", o.workers, o.runTime,
 						`SELECT count(*) FROM `+schema+`.minq WHERE state = 'done'`, fmt.Sprintf("n=%d", o.claim))
 				}
@@ -342,7 +342,14 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			if queued := map[bool]int{true: fillToday, false: fill}[name == qToday]; run.statJobs >= int64(queued)*9/10 && !o.smoke {
+			queued := fill
+			switch name {
+			case qAnchor:
+				queued = fillMin
+			case qToday:
+				queued = fillToday
+			}
+			if run.statJobs >= int64(queued)*9/10 && !o.smoke {
 				return nil, fmt.Errorf("%s: finished %d of the %d jobs queued: the queue ran dry, the rate is wrong", name, run.statJobs, queued)
 			}
 			fmt.Fprintf(os.Stderr, "queue round %d %-13s %7.0f jobs/s\n", r+1, name, run.rate())
