@@ -91,7 +91,9 @@ func (r *Domains) bulkUpsertCopy(ctx context.Context, tenant uuid.UUID, names []
 		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT poolsafe_bulk_copy`); err != nil {
 			return nil, true, err
 		}
-		more, err := (&Domains{base{q: tx, schema: r.schema}}).bulkUpsert(ctx, tenant, missing)
+		inTx := r.base
+		inTx.q = tx
+		more, err := (&Domains{inTx}).bulkUpsert(ctx, tenant, missing)
 		if err != nil {
 			return nil, true, err
 		}

@@ -52,7 +52,8 @@ func dbRepos(t *testing.T, drv driverconf.Driver, conns int) (*repo.Repos, *sqla
 		}
 		direct.Close()
 	})
-	return repo.New(db, repo.WithSchema(schema)), db, schema
+	// Retries after milliseconds, not seconds: the tests wait for them.
+	return repo.New(db, repo.WithSchema(schema), repo.WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond)), db, schema
 }
 
 func forDrivers(t *testing.T, fn func(t *testing.T, drv driverconf.Driver)) {
@@ -150,7 +151,8 @@ func (tr *tracker) check(ctx context.Context, t *testing.T, r *repo.Repos, tenan
 // TestJobsNextConcurrentBatch: 16 workers, each reporting its outcomes
 // and claiming the next jobs with one Jobs.Next, finish one batch of 400
 // jobs together through a pool of 2 server connections; one job in 8 fails
-// its first attempt and is retried after the backoff.
+// its first attempt and is retried after the backoff (WithRetryBackoff:
+// tens of milliseconds).
 func TestJobsNextConcurrentBatch(t *testing.T) {
 	forDrivers(t, func(t *testing.T, drv driverconf.Driver) {
 		ctx, r, tenant, batch := concurrentBatch(t, drv, 400)
@@ -370,4 +372,35 @@ func TestJobsNextInvalid(t *testing.T) {
 	if res, err := r.Next(ctx, nil, "w", nil, 0, time.Second); err != nil || res.Jobs == nil || len(res.Jobs)+len(res.Lost)+len(res.Finished) != 0 {
 		t.Errorf("Next of nothing = %+v, %v; want empty, no statement", res, err)
 	}
+}
+
+// TestJobsNextRetryBackoff: a failed attempt with attempts left is queued
+// again after the backoff WithRetryBackoff sets: base·2^(a−1), scaled into
+// [0.5, 1).
+func TestJobsNextRetryBackoff(t *testing.T) {
+	forDrivers(t, func(t *testing.T, drv driverconf.Driver) {
+		_, db, schema := dbRepos(t, drv, 2)
+		r := repo.New(db, repo.WithSchema(schema), repo.WithRetryBackoff(400*time.Millisecond, time.Minute))
+		ctx, tenant := context.Background(), uuid.New()
+		if _, err := r.Jobs.Enqueue(ctx, tenant, repo.NewJob{Kind: "retry"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.Jobs.Next(ctx, &tenant, "w", nil, 1, time.Minute)
+		if err != nil || len(res.Jobs) != 1 {
+			t.Fatalf("claim: %+v, %v", res, err)
+		}
+		id := res.Jobs[0].ID
+		if res, err = r.Jobs.Next(ctx, &tenant, "w", []repo.Outcome{{ID: id, Err: "try again"}}, 1, time.Minute); err != nil || len(res.Jobs) != 0 {
+			t.Fatalf("fail: %+v, %v; want nothing claimable", res, err)
+		}
+		j, err := r.Jobs.Get(ctx, tenant, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// run_at and updated_at were set by the same statement.
+		if d := j.RunAt.Sub(j.UpdatedAt); j.State != repo.JobStateQueued || d < 200*time.Millisecond || d > 400*time.Millisecond ||
+			j.LastError == nil || *j.LastError != "try again" || j.Attempts != 1 || j.FinishedAt != nil {
+			t.Fatalf("after a failed first attempt: %+v (retry in %v), want queued again in 200–400ms", j, d)
+		}
+	})
 }

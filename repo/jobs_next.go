@@ -106,7 +106,7 @@ func (r *Jobs) Next(ctx context.Context, tenant *uuid.UUID, worker string, done 
 		return out, nil
 	}
 	rows, err := r.q.QueryxContext(ctx, r.sql(sqlJobNext), worker, textArray(ids), textArray(results), textArray(errs),
-		n, lease.Milliseconds(), t, RetryBackoffBase.Milliseconds(), RetryBackoffMax.Milliseconds())
+		n, lease.Milliseconds(), t, r.backoff[0], r.backoff[1])
 	if err != nil {
 		return NextResult{}, wrap("next jobs", err)
 	}
