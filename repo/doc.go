@@ -28,10 +28,17 @@
 // # PgBouncer and Supabase's pooler
 //
 // The repositories keep no session state: no SET (per-transaction settings
-// go through sqladapter.WithSetting), no temporary tables, no LISTEN/NOTIFY
-// and no session advisory locks. The job queue claims work with one
-// UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) statement and a
-// lease, so any number of workers can share a transaction pooler.
+// go through sqladapter.WithSetting), no temporary tables beyond one
+// transaction, no LISTEN/NOTIFY and no session advisory locks. The job
+// queue claims work with one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+// LOCKED) statement and a lease, so any number of workers can share a
+// transaction pooler. A worker loop at the pooler's ceiling uses
+// [Jobs.Next]: one statement reports the outcomes of the jobs it ran and
+// claims the next ones, and its plan stays cached on every server
+// connection (a PL/pgSQL function from the migrations, not a named
+// prepared statement). [Domains.BulkUpsert] sends large inputs by COPY
+// inside a transaction of its own. bench/REPORT.md measures both against
+// pgbench and COPY.
 // Migrations are the exception: they need a session (DDL and an advisory
 // lock against concurrent runs), so [Migrate] runs over Config.DirectURL when
 // Config.URL is a transaction pooler, and refuses with [ErrNeedDirectURL]

@@ -115,9 +115,15 @@ func (r *Domains) Upsert(ctx context.Context, tenant uuid.UUID, name string) (Do
 // statement and an empty result.
 //
 // Concurrent calls with overlapping names are safe: each name ends up as
-// one row and every call gets its id. Existing rows keep their status and
-// counters; their updated_at is bumped, and they stay locked until the
-// surrounding transaction ends.
+// one row and every call gets its id. Existing rows are not written: they
+// keep their status, counters and updated_at, and stay locked (as by an
+// update) until the surrounding transaction ends.
+//
+// On a *sqladapter.DB (or *sqlx.DB) with [BulkCopyMin] or more distinct
+// names, the names travel by COPY into a table of the call's own
+// transaction (pgx's CopyFrom, lib/pq's COPY FROM STDIN) and one INSERT …
+// ON CONFLICT stores them: safe behind a transaction pooler, since the
+// table lives and dies inside that transaction. The result is the same.
 func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []string) (BulkUpsertResult, error) {
 	if err := requireTenant(tenant); err != nil {
 		return BulkUpsertResult{}, err
@@ -148,8 +154,8 @@ func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []stri
 		distinct[i] = d.Name
 	}
 	slices.Sort(distinct)
-	var rows []UpsertedDomain
-	if err := r.q.SelectContext(ctx, &rows, r.sql(sqlDomainBulkUpsert), tenant, textArray(distinct)); err != nil {
+	rows, err := r.bulkUpsert(ctx, tenant, distinct)
+	if err != nil {
 		return BulkUpsertResult{}, wrap("bulk upsert domains", err)
 	}
 	seen := 0
@@ -168,6 +174,46 @@ func (r *Domains) BulkUpsert(ctx context.Context, tenant uuid.UUID, names []stri
 		return BulkUpsertResult{}, fmt.Errorf("bulk upsert domains: %d rows returned for %d names", seen, len(res.Domains))
 	}
 	return res, nil
+}
+
+// bulkUpsert stores the distinct sorted names and returns a row for each:
+// by COPY when that pays and the querier can (see bulkUpsertCopy), else in
+// one statement. A name that a concurrent call committed after the
+// statement began is read by a second one.
+func (r *Domains) bulkUpsert(ctx context.Context, tenant uuid.UUID, names []string) ([]UpsertedDomain, error) {
+	if len(names) >= bulkCopyMin {
+		if rows, ok, err := r.bulkUpsertCopy(ctx, tenant, names); ok || err != nil {
+			return rows, err
+		}
+	}
+	var rows []UpsertedDomain
+	if err := r.q.SelectContext(ctx, &rows, r.sql(sqlDomainBulkUpsert), tenant, textArray(names)); err != nil {
+		return nil, err
+	}
+	if len(rows) >= len(names) {
+		return rows, nil
+	}
+	missing := missingNames(names, rows)
+	var late []UpsertedDomain
+	if err := r.q.SelectContext(ctx, &late, r.sql(sqlDomainBulkExisting), tenant, textArray(missing)); err != nil {
+		return nil, err
+	}
+	return append(rows, late...), nil
+}
+
+// missingNames returns the names, sorted, that no row has.
+func missingNames(names []string, rows []UpsertedDomain) []string {
+	have := make(map[string]bool, len(rows))
+	for _, row := range rows {
+		have[row.Name] = true
+	}
+	var out []string
+	for _, n := range names {
+		if !have[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Get returns a domain of the tenant by id, or an error matching

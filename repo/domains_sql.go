@@ -16,12 +16,40 @@ RETURNING ` + domainColumns
 
 // The names arrive distinct and are inserted in sorted order, so concurrent
 // calls with overlapping names lock rows in the same order and cannot
-// deadlock each other. xmax = 0 holds for a row this statement inserted,
-// not for one it updated on conflict.
-const sqlDomainBulkUpsert = `INSERT INTO {schema}.domains AS d (tenant_id, domain)
-SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name) ORDER BY n.name
-ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
-RETURNING d.id, d.domain, (d.xmax = 0) AS inserted`
+// deadlock each other. A name that exists already is not written again:
+// its row is read and locked (FOR NO KEY UPDATE, the strength an update of
+// a non-key column takes) until the surrounding transaction ends. A row
+// that a concurrent call committed after this statement began is skipped
+// by ON CONFLICT DO NOTHING and is not in this statement's snapshot either:
+// Domains.BulkUpsert reads the names missing from the result with
+// sqlDomainBulkExisting, a statement of its own whose snapshot has them.
+const sqlDomainBulkUpsert = `WITH ins AS (
+	INSERT INTO {schema}.domains AS d (tenant_id, domain)
+	SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name) ORDER BY n.name
+	ON CONFLICT (tenant_id, domain) DO NOTHING
+	RETURNING d.id, d.domain
+)
+SELECT id, domain, true AS inserted FROM ins
+UNION ALL
+SELECT e.id, e.domain, false FROM (
+	SELECT d.id, d.domain FROM {schema}.domains d
+	WHERE d.tenant_id = $1 AND d.domain = ANY($2::text[])
+	ORDER BY d.domain
+	FOR NO KEY UPDATE
+) e`
+
+// sqlDomainBulkExisting reads (and locks, as sqlDomainBulkUpsert does)
+// existing domains of the tenant by name.
+const sqlDomainBulkExisting = `SELECT d.id, d.domain, false AS inserted FROM {schema}.domains d
+WHERE d.tenant_id = $1 AND d.domain = ANY($2::text[])
+ORDER BY d.domain
+FOR NO KEY UPDATE`
+
+// sqlDomainCopyExisting reads the domains of the tenant by name, inside
+// the transaction of Domains.BulkUpsert's COPY (so without a lock: none
+// would outlive the call).
+const sqlDomainCopyExisting = `SELECT d.id, d.domain, false AS inserted FROM {schema}.domains d
+WHERE d.tenant_id = $1 AND d.domain = ANY($2::text[])`
 
 const sqlDomainGet = `SELECT ` + domainColumns + `
 FROM {schema}.domains

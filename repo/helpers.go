@@ -18,14 +18,18 @@ import (
 type base struct {
 	q      sqladapter.Querier
 	schema string
+	// backoff is the retry backoff of failed jobs, in milliseconds:
+	// base and max (see WithRetryBackoff).
+	backoff [2]int64
 }
 
 func newBase(q sqladapter.Querier, opts []Option) base {
-	o := options{schema: DefaultSchema}
+	o := options{schema: DefaultSchema, backoffBase: RetryBackoffBase, backoffMax: RetryBackoffMax}
 	for _, f := range opts {
 		f(&o)
 	}
-	return base{q: q, schema: o.schema}
+	b := max(o.backoffBase.Milliseconds(), 1)
+	return base{q: q, schema: o.schema, backoff: [2]int64{b, max(o.backoffMax.Milliseconds(), b)}}
 }
 
 // sql returns a statement constant with its {schema} placeholder filled

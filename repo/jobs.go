@@ -61,10 +61,11 @@ const (
 	MaxJobErrorLen = 8192
 )
 
-// Retry backoff of [Jobs.Fail]: attempt a (1-based) that fails with
-// attempts left is retried after min(RetryBackoffBase·2^(a−1),
-// RetryBackoffMax), scaled by a random factor in [0.5, 1) so that jobs
-// failing together do not come back together.
+// Retry backoff of [Jobs.Fail] and [Jobs.Next] by default (see
+// [WithRetryBackoff]): attempt a (1-based) that fails with attempts left
+// is retried after min(RetryBackoffBase·2^(a−1), RetryBackoffMax), scaled
+// by a random factor in [0.5, 1) so that jobs failing together do not come
+// back together.
 const (
 	RetryBackoffBase = 2 * time.Second
 	RetryBackoffMax  = time.Hour
@@ -428,8 +429,7 @@ func (r *Jobs) Fail(ctx context.Context, id uuid.UUID, worker string, errMsg str
 	if err := checkWorker(worker); err != nil {
 		return Transition{}, err
 	}
-	return r.transition(ctx, "fail job", sqlJobFail, id, worker, cleanJobError(errMsg),
-		RetryBackoffBase.Milliseconds(), RetryBackoffMax.Milliseconds())
+	return r.transition(ctx, "fail job", sqlJobFail, id, worker, cleanJobError(errMsg), r.backoff[0], r.backoff[1])
 }
 
 // Cancel cancels a queued or running job of the tenant and counts it in

@@ -270,3 +270,11 @@ WHERE tenant_id = $1
 	AND (created_at, id) > ($5::timestamptz, $6::uuid)
 ORDER BY created_at, id
 LIMIT $7 OFFSET $8`
+
+// sqlJobNext runs the function jobs_next (migration 00003), whose cached
+// plan finishes a worker's jobs, claims its next ones and counts the
+// finished jobs in their batches, in one statement. Its rows are described
+// there: what = 'job', 'lost' or 'batch'.
+const sqlJobNext = `SELECT what, id, tenant_id, batch_id, domain_id, kind, payload, state, priority, run_at, attempts,
+	max_attempts, locked_by, lease_expires_at, progress, result, last_error, finished_at, created_at, updated_at, batch
+FROM {schema}.jobs_next($1, $2::uuid[], $3::text[], $4::text[], $5, $6, $7::uuid, $8, $9)`

@@ -1,6 +1,10 @@
 package repo
 
-import "github.com/scrapersky/poolsafe/sqladapter"
+import (
+	"time"
+
+	"github.com/scrapersky/poolsafe/sqladapter"
+)
 
 // DefaultSchema is the schema the repositories and Migrate use unless told
 // otherwise.
@@ -25,7 +29,8 @@ type Repos struct {
 type Option func(*options)
 
 type options struct {
-	schema string
+	schema                  string
+	backoffBase, backoffMax time.Duration
 }
 
 // WithSchema makes every statement name tables in schema (default
@@ -33,6 +38,17 @@ type options struct {
 // keeps no search_path between transactions.
 func WithSchema(schema string) Option {
 	return func(o *options) { o.schema = schema }
+}
+
+// WithRetryBackoff sets the retry backoff of [Jobs.Fail] and [Jobs.Next]:
+// attempt a that fails with attempts left is retried after min(base·2^(a−1),
+// max), scaled by a random factor in [0.5, 1). Defaults to
+// [RetryBackoffBase] and [RetryBackoffMax]; a demo or a test may want
+// milliseconds. Values below 1ms count as 1ms, and max is at least base.
+func WithRetryBackoff(base, max time.Duration) Option {
+	return func(o *options) {
+		o.backoffBase, o.backoffMax = base, max
+	}
 }
 
 // New returns the repositories over q. It is cheap: to send a request's

@@ -205,10 +205,24 @@ func transactional(query string) bool {
 	return true
 }
 
+// firstWordIs reports whether the first word of query, after leading
+// comments and opening parentheses, is word (given in upper case), in any
+// case. Unlike firstWords it allocates nothing: it runs on every query.
+func firstWordIs(query, word string) bool {
+	q := strings.TrimLeft(skipComments(query), " \t\r\n(")
+	if len(q) < len(word) || !strings.EqualFold(q[:len(word)], word) {
+		return false
+	}
+	if len(q) == len(word) {
+		return true
+	}
+	c := q[len(word)]
+	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_')
+}
+
 // isCopyFromStdin reports a COPY … FROM STDIN statement.
 func isCopyFromStdin(query string) bool {
-	w := firstWords(query, 1)
-	if len(w) == 0 || w[0] != "COPY" {
+	if !firstWordIs(query, "COPY") {
 		return false
 	}
 	u := strings.ToUpper(query)
@@ -220,10 +234,8 @@ func isCopyFromStdin(query string) bool {
 // other parameter types: DDL, and anything that sets search_path (in its
 // text, or as an argument of set_config).
 func changesTypes(query string, args []driver.NamedValue) bool {
-	w := firstWords(query, 1)
-	if len(w) == 1 {
-		switch w[0] {
-		case "ALTER", "CREATE", "DROP", "COMMENT":
+	for _, kw := range [...]string{"ALTER", "CREATE", "DROP", "COMMENT"} {
+		if firstWordIs(query, kw) {
 			return true
 		}
 	}

@@ -269,12 +269,12 @@ func (r *rows) Next(dest []driver.Value) error {
 		}
 		switch v := v.(type) {
 		case time.Time:
-			switch r.kinds[i] {
-			case colTimeOfDay:
+			switch {
+			case r.kinds[i] == colTimeOfDay:
 				dest[i] = formatTimeOfDay(v)
-			case colTimeTZ:
+			case r.kinds[i] == colTimeTZ:
 				dest[i] = formatTimeOfDay(v) + formatOffset(v)
-			default:
+			case v.Location() != time.UTC: // pgx through driverconf decodes in UTC already
 				dest[i] = v.UTC()
 			}
 		case []byte:

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+type report struct {
+	opts    options
+	machine *machine
+	started time.Time
+	queue   *queueResult
+	bulk    *bulkResult
+	adapter *adapterResult
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	o := r.opts
+	fmt.Fprintf(&b, "# Benchmark report\n\n")
+	fmt.Fprintf(&b, "`go run ./bench -rounds %d -benchtime %s` (what `make bench` runs), %s, %s.\n\n",
+		o.rounds, o.runTime, r.started.UTC().Format("2006-01-02 15:04 UTC"), time.Since(r.started).Round(time.Second))
+	if o.smoke {
+		b.WriteString("**Smoke run** (`-benchtime Nx`): every measurement ran once, briefly; the figures below are not results.\n\n")
+	}
+	fmt.Fprintf(&b, "Machine: %s. Stack: `scripts/pgstack.sh` (PostgreSQL 15, PgBouncer 1.18, transaction pool of 2 server connections), everything on 127.0.0.1.\n\n", r.machine)
+	b.WriteString("Absolute numbers on a shared machine are noise: each figure that matters is a **ratio to an anchor measured in the same round**, " +
+		"rounds interleaved (each contender takes every position in turn); a ratio is given as its median and, in brackets, its range over the rounds.\n\n")
+	if r.queue != nil {
+		r.queueTable(&b)
+	}
+	if r.bulk != nil {
+		r.bulkTable(&b)
+	}
+	r.adapterSection(&b)
+	return b.String()
+}
+
+func (r *report) queueTable(b *strings.Builder) {
+	q := r.queue
+	fmt.Fprintf(b, "## Goal 1: the job queue through the transaction pool\n\n")
+	fmt.Fprintf(b, "%d workers (pgbench clients), claims of %d jobs, %d jobs queued in batches of %d before each run, %s per run. "+
+		"The project's loop is `repo.Jobs.Next` (report the last outcomes, claim the next jobs, one statement) with a 30 s lease, "+
+		"batch accounting (every job belongs to a batch) and retries (one job in %d fails its first attempt and comes back after the retry backoff; "+
+		"only completions count). Statements, transactions and pool wait come from PgBouncer's `SHOW STATS`; CPU is the stack's processes' "+
+		"(PostgreSQL with its children, PgBouncer) and the client's own, per job.\n\n",
+		q.workers, q.claim, q.fill, batchSize, r.opts.runTime, q.failEvery)
+	b.WriteString("| contender | jobs/s | × anchor | × today | statements/job | wait share | CPU µs/job: server / pooler / client |\n|---|---|---|---|---|---|---|\n")
+	for _, name := range queueContenders {
+		runs := q.runs[name]
+		if len(runs) == 0 {
+			continue
+		}
+		var rates, stm, wait, sv, pl, cl, ra, rt []float64
+		for i, run := range runs {
+			rates = append(rates, run.rate())
+			s, _ := run.perJob()
+			stm = append(stm, s)
+			wait = append(wait, run.waitShare())
+			a, p, c := run.cpuPerJob()
+			sv, pl, cl = append(sv, a), append(pl, p), append(cl, c)
+			if an := q.runs[qAnchor]; len(an) > i {
+				ra = append(ra, run.rate()/an[i].rate())
+			}
+			if td := q.runs[qToday]; len(td) > i {
+				rt = append(rt, run.rate()/td[i].rate())
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %.0f / %.0f / %.0f |\n", queueLabel[name], summarize(rates).num("%.0f"),
+			summarize(ra).ratio(), summarize(rt).ratio(), summarize(stm).num("%.3f"), summarize(wait).num("%.2f"),
+			summarize(sv).median, summarize(pl).median, summarize(cl).median)
+	}
+	b.WriteString("\nWait share: PgBouncer's total_wait_time / total_query_time, the part of a statement's time in the pool spent waiting for a server connection.\n\n")
+	b.WriteString("Reproduce: `go run ./bench -goals queue` (it creates the schema `" + schema + "`, fills the queues before each run and runs these); the anchors by hand, after a fill:\n\n")
+	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=%d -f bench/queue_min.sql \"$POOLSAFE_TEST_TX_URL\"\n", q.workers, int(r.opts.runTime.Seconds()), q.claim)
+	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=1 -D lease=30000 -D result='{\"ok\":1}' -f bench/queue_today.sql \"$POOLSAFE_TEST_TX_URL\"\n\n", q.workers, int(r.opts.runTime.Seconds()))
+	r.queueVerdict(b)
+}
+
+func (r *report) queueVerdict(b *strings.Builder) {
+	q := r.queue
+	for _, name := range []string{qPGX, qPQ} {
+		var ra, rt []float64
+		for i, run := range q.runs[name] {
+			if len(q.runs[qAnchor]) > i && len(q.runs[qToday]) > i {
+				ra = append(ra, run.rate()/q.runs[qAnchor][i].rate())
+				rt = append(rt, run.rate()/q.runs[qToday][i].rate())
+			}
+		}
+		if len(ra) == 0 {
+			continue
+		}
+		a, t := summarize(ra), summarize(rt)
+		fmt.Fprintf(b, "- %s: %s of the anchor (goal ≥ 0.7×: %s), %s of today's statements (goal ≥ 5×: %s).\n",
+			queueLabel[name], a.ratio(), verdict(a.median >= 0.7), t.ratio(), verdict(t.median >= 5))
+	}
+	b.WriteString("\n")
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "**not met**"
+}
+
+func (r *report) bulkTable(b *strings.Builder) {
+	br := r.bulk
+	fmt.Fprintf(b, "## Goal 3: bulk upsert of %d new domains\n\n", br.names)
+	b.WriteString("Through the transaction pool, a fresh tenant and an emptied table for each measurement. COPY is the driver's own (pgx `CopyFrom`, " +
+		"lib/pq `COPY … FROM STDIN` in a transaction) of the same rows straight into `domains`; `BulkUpsert` normalises the names, " +
+		"reads the names that exist, then COPYs the others straight into `domains` under a savepoint (a unique violation from a concurrent call falls back to `INSERT … ON CONFLICT DO NOTHING`), returning every id; " +
+		"today's statement is the one `BulkUpsert` sent before (the names as one array, `ON CONFLICT DO UPDATE`).\n\n")
+	b.WriteString("| driver | COPY (anchor) | BulkUpsert | × COPY | today's statement | × COPY | BulkUpsert again (all exist) | rows rewritten by it |\n|---|---|---|---|---|---|---|---|\n")
+	for _, drv := range []string{"pgx", "pq"} {
+		t := br.times[drv]
+		if t == nil {
+			continue
+		}
+		ms := func(ds []time.Duration) stat {
+			v := make([]float64, len(ds))
+			for i, d := range ds {
+				v[i] = float64(d.Microseconds()) / 1000
+			}
+			return summarize(v)
+		}
+		ratio := func(name string) stat {
+			var v []float64
+			for i, d := range t[name] {
+				if len(t[bCopy]) > i {
+					v = append(v, d.Seconds()/t[bCopy][i].Seconds())
+				}
+			}
+			return summarize(v)
+		}
+		fmt.Fprintf(b, "| %s | %s ms | %s ms | %s | %s ms | %s | %s ms | %d |\n", drv, ms(t[bCopy]).num("%.0f"), ms(t[bUpsert]).num("%.0f"),
+			ratio(bUpsert).ratio(), ms(t[bToday]).num("%.0f"), ratio(bToday).ratio(), ms(t[bReWrite]).num("%.0f"), br.rewritten[drv])
+	}
+	b.WriteString("\nReproduce: `go run ./bench -goals bulk`.\n\n")
+	for _, drv := range []string{"pgx", "pq"} {
+		var v []float64
+		for i, d := range br.times[drv][bUpsert] {
+			v = append(v, d.Seconds()/br.times[drv][bCopy][i].Seconds())
+		}
+		if len(v) > 0 {
+			s := summarize(v)
+			fmt.Fprintf(b, "- %s: BulkUpsert %s of COPY (goal ≤ 1.2×: %s); re-upserting rewrote %d rows (goal 0: %s).\n",
+				drv, s.ratio(), verdict(s.median <= 1.2), br.rewritten[drv], verdict(br.rewritten[drv] == 0))
+		}
+	}
+	b.WriteString("\n")
+}
+
+func (r *report) adapterSection(b *strings.Builder) {
+	b.WriteString("## Goal 2: the adapter at the raw driver's cost\n\n")
+	a := r.adapter
+	if a == nil {
+		b.WriteString("Not measured in this run (`-goals` without `adapter`).\n\n")
+		return
+	}
+	fmt.Fprintf(b, "Client CPU time (this process's, GC included) and allocations per query, %d queries of one int8 or %d of 100 rows per measurement, "+
+		"one connection straight to PostgreSQL: the raw driver configured as driverconf configures it (pgx: exec mode, caches off; lib/pq: "+
+		"`binary_parameters=yes`) against `driverconf.Open`'s handle, every column scanned (int64, string, time.Time).\n\n",
+		a.queries[shapeInt8], a.queries[shapeRows])
+	b.WriteString("| driver | query | raw: CPU µs / allocs per query | poolsafe: CPU µs / allocs per query | CPU × raw | allocs × raw |\n|---|---|---|---|---|---|\n")
+	var verdicts []string
+	for _, drv := range []string{"pgx", "pq"} {
+		for _, shape := range []string{shapeInt8, shapeRows} {
+			runs := a.runs[drv+" "+shape]
+			if runs == nil {
+				continue
+			}
+			var rc, ra, pc, pa, cr, ar []float64
+			for i, raw := range runs["raw"] {
+				ps := runs["poolsafe"][i]
+				rc, ra, pc, pa = append(rc, raw.cpu), append(ra, raw.allocs), append(pc, ps.cpu), append(pa, ps.allocs)
+				cr, ar = append(cr, ps.cpu/raw.cpu), append(ar, ps.allocs/raw.allocs)
+			}
+			c, al := summarize(cr), summarize(ar)
+			fmt.Fprintf(b, "| %s | `%s` | %.1f / %.0f | %.1f / %.0f | %s | %s |\n", drv, shape, summarize(rc).median, summarize(ra).median,
+				summarize(pc).median, summarize(pa).median, c.ratio(), al.ratio())
+			verdicts = append(verdicts, fmt.Sprintf("- %s, %s: CPU %s (goal ≤ 1.03×: %s), allocations %s (goal ≤ 1.05×: %s).\n",
+				drv, shape, c.ratio(), verdict(c.median <= 1.03), al.ratio(), verdict(al.median <= 1.05)))
+		}
+	}
+	b.WriteString("\nReproduce: `go run ./bench -goals adapter`; the per-query Go benchmarks: " +
+		"`go test ./sqladapter ./driverconf -run '^$' -bench . -benchmem` (make bench runs them after the report).\n\n")
+	for _, v := range verdicts {
+		b.WriteString(v)
+	}
+	b.WriteString("\n")
+}
