@@ -39,7 +39,7 @@ type adapterResult struct {
 // the same connection settings: the process's CPU time and allocations per
 // query, interleaved.
 func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapterResult, error) {
-	res := &adapterResult{queries: map[string]int{shapeInt8: 3000, shapeRows: 400}, runs: map[string]map[string][]adapterRun{}}
+	res := &adapterResult{queries: map[string]int{shapeInt8: 10000, shapeRows: 2000}, runs: map[string]map[string][]adapterRun{}}
 	if o.smoke {
 		res.queries = map[string]int{shapeInt8: 20, shapeRows: 5}
 	}

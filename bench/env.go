@@ -242,9 +242,10 @@ func (m *machine) sample() {
 		}
 	}
 	cur := cpuJiffies()
-	if dt := cur[1] - m.lastStat[1]; dt > 0 && cur[1] > m.lastStat[1] {
-		m.busy = append(m.busy, float64(cur[0]-m.lastStat[0])/float64(dt))
+	if cur[1] < m.lastStat[1]+100 {
+		return // under a second of one core since the last sample: too short to say
 	}
+	m.busy = append(m.busy, float64(cur[0]-m.lastStat[0])/float64(cur[1]-m.lastStat[1]))
 	m.lastStat = cur
 }
 

@@ -255,7 +255,7 @@ func flaky(payload json.RawMessage, every int) bool {
 // queueResult is the queue table of the report.
 type queueResult struct {
 	claim, workers int
-	fill           int
+	fill, fillMin  int
 	failEvery      int
 	runs           map[string][]queueRun // contender → one run per round
 }
@@ -294,7 +294,7 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 	if o.smoke {
 		fillMin, fill, fillToday = 2000, 2000, 500
 	}
-	res.fill = fill
+	res.fill, res.fillMin = fill, fillMin
 	order := []string{qAnchor, qPGX, qToday, qPQ, qReplan, qLoose}
 	if o.contenders != "" {
 		order = strings.Split(o.contenders, ",")
