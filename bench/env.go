@@ -361,9 +361,6 @@ func newCPUMeter(ctx context.Context, e *env) *cpuMeter {
 	return m
 }
 
-// ok reports whether the meter found both servers.
-func (m *cpuMeter) ok() bool { return m.postmaster > 0 && m.bouncer > 0 }
-
 // sample reads the servers' CPU time; client is the caller's to fill.
 func (m *cpuMeter) sample() cpuSample {
 	var s cpuSample
