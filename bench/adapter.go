@@ -41,7 +41,7 @@ type adapterResult struct {
 func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapterResult, error) {
 	res := &adapterResult{queries: map[string]int{shapeInt8: 10000, shapeRows: 2000}, runs: map[string]map[string][]adapterRun{}}
 	if o.smoke {
-		res.queries = map[string]int{shapeInt8: 20, shapeRows: 5}
+		res.queries = map[string]int{shapeInt8: 50, shapeRows: 50}
 	}
 	sep := "?"
 	if strings.Contains(e.directURL, "?") {
@@ -88,18 +88,13 @@ func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapte
 				if res.runs[key] == nil {
 					res.runs[key] = map[string][]adapterRun{}
 				}
-				clients := []string{"raw", "poolsafe"}
-				if r%2 == 1 {
-					clients = []string{"poolsafe", "raw"}
+				m.sample()
+				raw, ps, err := adapterPair(ctx, dbs[drv+" raw"], dbs[drv+" poolsafe"], shape, res.queries[shape], r%2 == 1)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", key, err)
 				}
-				for _, client := range clients {
-					m.sample()
-					run, err := adapterLoop(ctx, dbs[drv+" "+client], shape, res.queries[shape])
-					if err != nil {
-						return nil, fmt.Errorf("%s %s: %w", key, client, err)
-					}
-					res.runs[key][client] = append(res.runs[key][client], run)
-				}
+				res.runs[key]["raw"] = append(res.runs[key]["raw"], raw)
+				res.runs[key]["poolsafe"] = append(res.runs[key]["poolsafe"], ps)
 			}
 		}
 		fmt.Fprintf(os.Stderr, "adapter round %d done\n", r+1)
@@ -107,21 +102,54 @@ func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapte
 	return res, nil
 }
 
-// adapterLoop runs n queries of shape, scanning every column, and returns
-// the CPU time and allocations per query.
-func adapterLoop(ctx context.Context, db *sql.DB, shape string, n int) (adapterRun, error) {
+// adapterPair measures the raw driver and poolsafe on n queries of shape
+// each: CPU time in 50 alternating chunks per client (load drifts over
+// seconds; alternating cancels it), allocations in one pass each.
+func adapterPair(ctx context.Context, raw, ps *sql.DB, shape string, n int, psFirst bool) (adapterRun, adapterRun, error) {
+	const chunks = 50
+	per := max(n/chunks, 1)
+	var cpu [2]time.Duration
+	dbs := [2]*sql.DB{raw, ps}
+	for i := range chunks {
+		for k := range 2 {
+			j := k
+			if psFirst != (i%2 == 1) {
+				j = 1 - k
+			}
+			c0 := selfCPU()
+			if err := adapterQueries(ctx, dbs[j], shape, per); err != nil {
+				return adapterRun{}, adapterRun{}, err
+			}
+			cpu[j] += selfCPU() - c0
+		}
+	}
+	var out [2]adapterRun
+	for j, db := range dbs {
+		runtime.GC()
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		if err := adapterQueries(ctx, db, shape, per); err != nil {
+			return adapterRun{}, adapterRun{}, err
+		}
+		runtime.ReadMemStats(&ms1)
+		out[j] = adapterRun{cpu: float64(cpu[j].Nanoseconds()) / 1000 / float64(chunks*per), allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(per)}
+	}
+	return out[0], out[1], nil
+}
+
+// adapterQueries runs n queries of shape, scanning every column.
+func adapterQueries(ctx context.Context, db *sql.DB, shape string, n int) error {
 	q := shapeSQL[shape]
 	var (
 		id   int64
 		name string
 		at   time.Time
 	)
-	one := func(i int) error {
+	for i := range n {
 		rows, err := db.QueryContext(ctx, q, int64(i))
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
 		got := 0
 		for rows.Next() {
 			if shape == shapeInt8 {
@@ -130,9 +158,13 @@ func adapterLoop(ctx context.Context, db *sql.DB, shape string, n int) (adapterR
 				err = rows.Scan(&id, &name, &at)
 			}
 			if err != nil {
+				rows.Close()
 				return err
 			}
 			got++
+		}
+		if err := rows.Close(); err != nil {
+			return err
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -140,23 +172,6 @@ func adapterLoop(ctx context.Context, db *sql.DB, shape string, n int) (adapterR
 		if want := map[string]int{shapeInt8: 1, shapeRows: 100}[shape]; got != want {
 			return fmt.Errorf("%d rows, want %d", got, want)
 		}
-		return nil
 	}
-	for i := range 10 { // warm up
-		if err := one(i); err != nil {
-			return adapterRun{}, err
-		}
-	}
-	runtime.GC()
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	cpu0 := selfCPU()
-	for i := range n {
-		if err := one(i); err != nil {
-			return adapterRun{}, err
-		}
-	}
-	cpu := selfCPU() - cpu0
-	runtime.ReadMemStats(&ms1)
-	return adapterRun{cpu: float64(cpu.Nanoseconds()) / 1000 / float64(n), allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(n)}, nil
+	return nil
 }

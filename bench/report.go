@@ -160,7 +160,8 @@ func (r *report) adapterSection(b *strings.Builder) {
 		b.WriteString("Not measured in this run (`-goals` without `adapter`).\n\n")
 		return
 	}
-	fmt.Fprintf(b, "Client CPU time (this process's, GC included) and allocations per query, %d queries of one int8 or %d of 100 rows per measurement, "+
+	fmt.Fprintf(b, "Client CPU time (this process's, GC included; the two clients alternate in 50 chunks per measurement so that load drifts cancel) "+
+		"and allocations per query, %d queries of one int8 or %d of 100 rows per client and measurement, "+
 		"one connection straight to PostgreSQL: the raw driver configured as driverconf configures it (pgx: exec mode, caches off; lib/pq: "+
 		"`binary_parameters=yes`) against `driverconf.Open`'s handle, every column scanned (int64, string, time.Time).\n\n",
 		a.queries[shapeInt8], a.queries[shapeRows])
