@@ -1,14 +1,11 @@
 package driverconf
 
 import (
-	"context"
 	"database/sql/driver"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/scrapersky/poolsafe/internal/pgdial"
@@ -74,18 +71,5 @@ func pgxConnector(r *resolved) (driver.Connector, error) {
 			cc.RuntimeParams[s[0]] = s[1]
 		}
 	}
-	utc := stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
-		registerUTCTimestamptz(c.TypeMap())
-		return nil
-	})
-	return stdlib.GetConnector(*cc, utc), nil
-}
-
-// registerUTCTimestamptz makes pgx decode timestamptz values in UTC, the
-// zone sqladapter gives every time.Time it returns: decoded so at the
-// source, a value needs no conversion (and no second allocation)
-// afterwards. Client-side only: nothing is sent to the server.
-func registerUTCTimestamptz(m *pgtype.Map) {
-	m.RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
-		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+	return stdlib.GetConnector(*cc), nil
 }

@@ -341,7 +341,12 @@ func isOctal(b byte) bool { return b >= '0' && b <= '7' }
 // "invalid hex format". Other drivers' connections are left alone.
 func pgxRegisterTypes(dc driver.Conn) {
 	if sc, ok := dc.(*stdlib.Conn); ok {
-		sc.Conn().TypeMap().RegisterType(&pgtype.Type{Name: "bytea", OID: pgtype.ByteaOID, Codec: byteaCodec{}})
+		m := sc.Conn().TypeMap()
+		m.RegisterType(&pgtype.Type{Name: "bytea", OID: pgtype.ByteaOID, Codec: byteaCodec{}})
+		// timestamptz decoded in UTC at the source: rows.Next then has no
+		// time to convert (and no second allocation). Client-side only.
+		m.RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
+			Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
 	}
 }
 

@@ -274,7 +274,7 @@ func (r *rows) Next(dest []driver.Value) error {
 				dest[i] = formatTimeOfDay(v)
 			case r.kinds[i] == colTimeTZ:
 				dest[i] = formatTimeOfDay(v) + formatOffset(v)
-			case v.Location() != time.UTC: // pgx through driverconf decodes in UTC already
+			case v.Location() != time.UTC: // pgx decodes in UTC already (pgxRegisterTypes)
 				dest[i] = v.UTC()
 			}
 		case []byte:
