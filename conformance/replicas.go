@@ -27,7 +27,11 @@ func replicaTests(t *testing.T, r *run) {
 		waitReplicaUp(t, e)
 		const n = 200
 		stale := 0
-		for i := range int64(n) {
+		// Ids far from the small integers the negative control's raw lib/pq
+		// binds: its two-round-trip Bind can run this test's unnamed INSERT
+		// on a shared server connection with its own value.
+		const base = int64(1) << 40
+		for i := base; i < base+n; i++ {
 			ctx := sqladapter.ReadYourWrites(e.ctx)
 			if _, err := e.db.ExecContext(ctx, "INSERT INTO "+e.schema+".seen (id) VALUES ($1)", i); err != nil {
 				t.Fatal(err)
