@@ -271,17 +271,21 @@ const (
 	qReplan = "poolsafe-pgx-replan"
 	// qLoose is qPGX on jobs without a batch: what batch accounting costs.
 	qLoose = "poolsafe-pgx-loose"
+	// qNextSQL is the loop's statement with pgbench as the client
+	// (bench/queue_next.sql): the server's side alone.
+	qNextSQL = "next-pgbench"
 )
 
-var queueContenders = []string{qAnchor, qToday, qPGX, qPQ, qReplan, qLoose}
+var queueContenders = []string{qAnchor, qToday, qPGX, qPQ, qNextSQL, qReplan, qLoose}
 
 var queueLabel = map[string]string{
-	qAnchor: "anchor: pgbench, minimal queue SQL (`bench/queue_min.sql`)",
-	qToday:  "today: pgbench, today's statements, one job each (`bench/queue_today.sql`)",
-	qPGX:    "poolsafe, pgx: `Jobs.Next` loop",
-	qPQ:     "poolsafe, lib/pq: `Jobs.Next` loop",
-	qReplan: "poolsafe, pgx, plans not cached (jobs_next with `force_custom_plan`)",
-	qLoose:  "poolsafe, pgx, the same jobs without a batch (no batch accounting)",
+	qAnchor:  "anchor: pgbench, minimal queue SQL (`bench/queue_min.sql`)",
+	qToday:   "today: pgbench, today's statements, one job each (`bench/queue_today.sql`)",
+	qPGX:     "poolsafe, pgx: `Jobs.Next` loop",
+	qPQ:      "poolsafe, lib/pq: `Jobs.Next` loop",
+	qReplan:  "poolsafe, pgx, plans not cached (jobs_next with `force_custom_plan`)",
+	qLoose:   "poolsafe, pgx, the same jobs without a batch (no batch accounting)",
+	qNextSQL: "the loop's statement (`jobs_next`) with pgbench as the client (`bench/queue_next.sql`)",
 }
 
 func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueResult, error) {
@@ -295,7 +299,7 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 		fillMin, fill, fillToday = 2000, 2000, 500
 	}
 	res.fill, res.fillMin = fill, fillMin
-	order := []string{qAnchor, qPGX, qToday, qPQ, qReplan, qLoose}
+	order := []string{qAnchor, qPGX, qToday, qPQ, qNextSQL, qReplan, qLoose}
 	if o.contenders != "" {
 		order = strings.Split(o.contenders, ",")
 	}
@@ -318,6 +322,12 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 					run, err = e.pgbenchQueue(ctx, "bench/queue_today.sql", o.workers, o.runTime,
 						`SELECT count(*) FROM `+schema+`.jobs WHERE state = 'succeeded'`,
 						"n=1", "lease=30000", `result={"ok":1}`)
+				}
+			case qNextSQL:
+				if err = e.fillJobs(ctx, fill, false); err == nil {
+					run, err = e.pgbenchQueue(ctx, "bench/queue_next.sql", o.workers, o.runTime,
+						`SELECT count(*) FROM `+schema+`.jobs WHERE state = 'succeeded'`,
+						fmt.Sprintf("n=%d", o.claim), "ids={}", "rs={}", "es={}")
 				}
 			case qPGX, qPQ, qLoose:
 				drv := driverconf.PGX

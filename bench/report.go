@@ -75,7 +75,8 @@ func (r *report) queueTable(b *strings.Builder) {
 	b.WriteString("\nWait share: PgBouncer's total_wait_time / total_query_time, the part of a statement's time in the pool spent waiting for a server connection.\n\n")
 	b.WriteString("Reproduce: `go run ./bench -goals queue` (it creates the schema `" + schema + "`, fills the queues before each run and runs these); the anchors by hand, after a fill:\n\n")
 	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=%d -f bench/queue_min.sql \"$POOLSAFE_TEST_TX_URL\"\n", q.workers, int(r.opts.runTime.Seconds()), q.claim)
-	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=1 -D lease=30000 -D result='{\"ok\":1}' -f bench/queue_today.sql \"$POOLSAFE_TEST_TX_URL\"\n\n", q.workers, int(r.opts.runTime.Seconds()))
+	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=1 -D lease=30000 -D result='{\"ok\":1}' -f bench/queue_today.sql \"$POOLSAFE_TEST_TX_URL\"\n", q.workers, int(r.opts.runTime.Seconds()))
+	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=%d -D ids='{}' -D rs='{}' -D es='{}' -f bench/queue_next.sql \"$POOLSAFE_TEST_TX_URL\"\n\n", q.workers, int(r.opts.runTime.Seconds()), q.claim)
 	r.queueVerdict(b)
 }
 
@@ -95,6 +96,17 @@ func (r *report) queueVerdict(b *strings.Builder) {
 		a, t := summarize(ra), summarize(rt)
 		fmt.Fprintf(b, "- %s: %s of the anchor (goal ≥ 0.7×: %s), %s of today's statements (goal ≥ 5×: %s).\n",
 			queueLabel[name], a.ratio(), verdict(a.median >= 0.7), t.ratio(), verdict(t.median >= 5))
+	}
+	var rs []float64
+	for i, run := range q.runs[qNextSQL] {
+		if len(q.runs[qAnchor]) > i {
+			rs = append(rs, run.rate()/q.runs[qAnchor][i].rate())
+		}
+	}
+	if len(rs) > 0 {
+		fmt.Fprintf(b, "- The same statement with the anchor's client (pgbench): %s of the anchor. Same statement, same server: the difference between it and the Go loops is what the client adds "+
+			"(database/sql, the driver, decoding every job's columns, the scheduler, the socket calls: the client's CPU per job in the last column), on a machine where the client shares %d cores with the server and the pooler.\n",
+			summarize(rs).ratio(), r.machine.cores)
 	}
 	b.WriteString("\n")
 }
