@@ -34,6 +34,7 @@ type env struct {
 	admin            *sql.DB        // PgBouncer's admin console (SHOW STATS)
 	poolDB           string         // the pooler database of txURL, as SHOW STATS names it
 	cpu              *cpuMeter
+	statsSchema      string // where pg_stat_statements is (statsOn)
 }
 
 func newEnv(ctx context.Context) (*env, error) {

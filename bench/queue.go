@@ -71,6 +71,9 @@ type queueRun struct {
 	// ones and those of the calls still running when the time ran out.
 	statJobs int64
 	cpu      cpuSample // CPU time over the run
+	// parts is where the run's jobs_next calls spent their time, when the
+	// server tracks statements (calls 0 otherwise).
+	parts breakdown
 }
 
 // cpuPerJob returns the CPU time per job of the server, the pooler and the client, in µs.
@@ -258,6 +261,7 @@ type queueResult struct {
 	fill, fillMin  int
 	failEvery      int
 	runs           map[string][]queueRun // contender → one run per round
+	stats          bool                  // the runs of jobs_next have their breakdown
 }
 
 // The queue contenders.
@@ -299,6 +303,15 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 		fillMin, fill, fillToday = 2000, 2000, 500
 	}
 	res.fill, res.fillMin = fill, fillMin
+	res.stats = e.statsOn(ctx)
+	// track resets the statement statistics when the server keeps them:
+	// called after a contender's fill, right before its run.
+	track := func() error {
+		if !res.stats {
+			return nil
+		}
+		return e.resetStatements(ctx)
+	}
 	order := []string{qAnchor, qPGX, qToday, qPQ, qNextSQL, qReplan, qLoose}
 	if o.contenders != "" {
 		order = strings.Split(o.contenders, ",")
@@ -325,6 +338,9 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 				}
 			case qNextSQL:
 				if err = e.fillJobs(ctx, fill, false); err == nil {
+					err = track()
+				}
+				if err == nil {
 					run, err = e.pgbenchQueue(ctx, "bench/queue_next.sql", o.workers, o.runTime,
 						`SELECT count(*) FROM `+schema+`.jobs WHERE state = 'succeeded'`,
 						fmt.Sprintf("n=%d", o.claim), "ids={}", "rs={}", "es={}")
@@ -335,6 +351,9 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 					drv = driverconf.PQ
 				}
 				if err = e.fillJobs(ctx, fill, name == qLoose); err == nil {
+					err = track()
+				}
+				if err == nil {
 					run, err = e.workerLoop(ctx, drv, cfg, o.runTime)
 				}
 			case qReplan:
@@ -350,6 +369,9 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 				}
 			}
 			m.sample()
+			if err == nil && res.stats && name != qAnchor && name != qToday && name != qReplan {
+				run.parts, err = e.nextBreakdown(ctx)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}

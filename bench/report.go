@@ -77,7 +77,46 @@ func (r *report) queueTable(b *strings.Builder) {
 	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=%d -f bench/queue_min.sql \"$POOLSAFE_TEST_TX_URL\"\n", q.workers, int(r.opts.runTime.Seconds()), q.claim)
 	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=1 -D lease=30000 -D result='{\"ok\":1}' -f bench/queue_today.sql \"$POOLSAFE_TEST_TX_URL\"\n", q.workers, int(r.opts.runTime.Seconds()))
 	fmt.Fprintf(b, "    pgbench -n -M extended -c %d -j 2 -T %d -D n=%d -D ids='{}' -D rs='{}' -D es='{}' -f bench/queue_next.sql \"$POOLSAFE_TEST_TX_URL\"\n\n", q.workers, int(r.opts.runTime.Seconds()), q.claim)
+	r.breakdownTable(b)
 	r.queueVerdict(b)
+}
+
+// breakdownTable shows where jobs_next's time went, from pg_stat_statements.
+func (r *report) breakdownTable(b *strings.Builder) {
+	q := r.queue
+	if !q.stats {
+		b.WriteString("Where `jobs_next`'s time goes: not measured (the server does not track nested statements: `scripts/pgstack.sh` starts PostgreSQL with `pg_stat_statements.track = all`).\n\n")
+		return
+	}
+	b.WriteString("Where the time of a `jobs_next` call goes, from `pg_stat_statements` (statements inside the function tracked): each part's share of the calls' execution time on the server. ")
+	b.WriteString("Execution time, not CPU: a statement waiting for a lock counts, so \"batch lock\" is mostly the wait for the batch row that the other server connection's call holds until it commits (every worker finishes jobs of the same batch). ")
+	b.WriteString("\"Rest\" is the function's own work and the statement around it.\n\n")
+	b.WriteString("| contender | ms per call | claim | finish | batch lock | batch update | claimed rows | rest |\n|---|---|---|---|---|---|---|---|\n")
+	for _, name := range queueContenders {
+		var per []float64
+		shares := map[string][]float64{}
+		for _, run := range q.runs[name] {
+			if run.parts.calls == 0 {
+				continue
+			}
+			per = append(per, run.parts.perCall)
+			rest := 1.0
+			for _, p := range nextParts {
+				shares[p.name] = append(shares[p.name], run.parts.share[p.name])
+				rest -= run.parts.share[p.name]
+			}
+			shares["rest"] = append(shares["rest"], rest)
+		}
+		if len(per) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s |", queueLabel[name], summarize(per).num("%.2f"))
+		for _, p := range append(nextParts, struct{ name, prefix string }{"rest", ""}) {
+			fmt.Fprintf(b, " %.0f%% |", 100*summarize(shares[p.name]).median)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 }
 
 func (r *report) queueVerdict(b *strings.Builder) {

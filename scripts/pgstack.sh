@@ -38,6 +38,8 @@ write() { as tee "$@" >/dev/null; } # stdin to a file, as the servers' user
 PG_OPTS="-c listen_addresses=127.0.0.1 -c unix_socket_directories=$DIR/run -c max_connections=200"
 PG_OPTS+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 PG_OPTS+=" -c wal_writer_delay=10ms" # with synchronous_commit=off, the replica sees a commit once the WAL writer runs
+# statement statistics, statements inside functions too: the benchmark report shows where jobs_next's time goes
+PG_OPTS+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 pgctl() { as "$BINDIR/pg_ctl" -D "$DIR/data" -l "$DIR/postgresql.log" -o "$PG_OPTS -c port=$PG_PORT" -w -t "$TIMEOUT" "$@" >/dev/null; }
 replctl() { as "$BINDIR/pg_ctl" -D "$DIR/replica" -l "$DIR/replica.log" -o "$PG_OPTS -c port=$REPLICA_PORT" -w -t "$TIMEOUT" "$@" >/dev/null; }
 sql() { # port database statement
