@@ -18,7 +18,12 @@
 //	POOLSAFE_CONFORMANCE_URL=… POOLSAFE_CONFORMANCE_DIRECT_URL=… go test ./conformance -run TestExternal
 //
 // Every test works in a schema of its own, created over DirectURL and
-// dropped at the end; nothing else in the database is touched. Topics,
+// dropped at the end; nothing else in the database is touched. Through a
+// transaction pooler, each test also holds an advisory lock shared over
+// DirectURL while it runs, and the negative control (the raw drivers'
+// defaults, which can execute other clients' statements) holds it
+// exclusively: the control runs alone, whichever process runs the other
+// tests. Topics,
 // one file each: adapter (Prepare and sqlx under load, transactions,
 // settings), values (equal Go values across drivers), hostility
 // (connection swapping, session-state leaks, DDL), wire (no named

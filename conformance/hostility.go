@@ -121,11 +121,16 @@ func hostilityTests(t *testing.T, r *run) {
 
 	// The negative control: through a pooler that swaps server
 	// connections, the raw drivers' defaults must fail somewhere — proof
-	// that the rest of the suite is testing something.
-	r.test(t, "NegativeControl", func(t *testing.T) {
-		if !r.target.swapsConnections() {
+	// that the rest of the suite is testing something. It runs alone: raw
+	// lib/pq would execute other tests' statements with its own arguments
+	// (see exclusive.go).
+	if !r.target.swapsConnections() {
+		r.test(t, "NegativeControl", func(t *testing.T) {
 			t.Skip("capability: the target keeps one server connection per client connection")
-		}
+		})
+		return
+	}
+	r.testAlone(t, "NegativeControl", func(t *testing.T) {
 		for _, name := range []string{"pgx", "postgres"} {
 			db, err := sql.Open(name, r.target.Config.URL)
 			if err != nil {

@@ -27,9 +27,13 @@ func replicaTests(t *testing.T, r *run) {
 		waitReplicaUp(t, e)
 		const n = 200
 		stale := 0
-		// Ids far from the small integers the negative control's raw lib/pq
-		// binds: its two-round-trip Bind can run this test's unnamed INSERT
-		// on a shared server connection with its own value.
+		// Ids far from the small integers a raw lib/pq client binds: its
+		// two-round-trip Bind can run this test's unnamed INSERT on a
+		// shared server connection with its own value, as the negative
+		// control once did (ci5). The controls now run alone (exclusive.go),
+		// so none of this repository's tests can; the ids stay as a guard
+		// against a raw client outside those locks on the same pool (make
+		// demo's raw drivers, say).
 		const base = int64(1) << 40
 		for i := base; i < base+n; i++ {
 			ctx := sqladapter.ReadYourWrites(e.ctx)

@@ -21,7 +21,8 @@ type Report struct {
 	// for comparison across targets (see CompareValues).
 	Values map[string]any
 	// RawDefaults is the negative control: what each raw driver, with its
-	// own defaults, did under the same concurrent load ("pgx", "postgres").
+	// own defaults, did under the adapter tests' concurrent load ("pgx",
+	// "postgres"), run alone on the pooler.
 	// Empty when the target keeps one server connection per client
 	// connection (direct and session mode), where the defaults are safe.
 	RawDefaults []RawResult
@@ -62,7 +63,16 @@ var topics = []topic{
 
 // Run runs the whole suite against target as subtests named
 // "<target>/<topic>/<test>", and returns its report once they are done.
+// Topics and tests run in parallel, except the negative control, which
+// runs alone (see exclusive.go): no other test of a target that swaps
+// server connections runs at the same time, in this process or in another
+// on the same database.
 func Run(t *testing.T, target Target) *Report {
+	t.Helper()
+	return runTopics(t, target, topics)
+}
+
+func runTopics(t *testing.T, target Target, topics []topic) *Report {
 	t.Helper()
 	r := &run{target: target, values: map[string]any{}}
 	rep := &Report{Target: target.name()}
@@ -110,11 +120,26 @@ func check(tg Target) error {
 	return tg.Config.Validate()
 }
 
-// test runs fn as a parallel subtest and counts its outcome.
+// test runs fn as a parallel subtest and counts its outcome. fn must not
+// start subtests: it holds the shared lock of exclusive.go.
 func (r *run) test(t *testing.T, name string, fn func(t *testing.T)) {
+	t.Helper()
+	r.subtest(t, name, false, fn)
+}
+
+// testAlone is test for the negative control: no other test of a target
+// that swaps server connections runs while fn does.
+func (r *run) testAlone(t *testing.T, name string, fn func(t *testing.T)) {
+	t.Helper()
+	r.subtest(t, name, true, fn)
+}
+
+func (r *run) subtest(t *testing.T, name string, alone bool, fn func(t *testing.T)) {
 	t.Helper()
 	t.Run(name, func(t *testing.T) {
 		t.Parallel()
+		// Registered first, this runs last: a test that failed to get
+		// its lock is counted too.
 		t.Cleanup(func() {
 			r.mu.Lock()
 			switch {
@@ -133,6 +158,11 @@ func (r *run) test(t *testing.T, name string, fn func(t *testing.T)) {
 				r.target.Progress(p)
 			}
 		})
+		if alone {
+			r.holdAlone(t)
+		} else {
+			r.holdShared(t)
+		}
 		fn(t)
 	})
 }

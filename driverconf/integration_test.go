@@ -204,9 +204,19 @@ func TestSettingsPerMode(t *testing.T) {
 // TestNegativeControl proves the stack really swaps server connections:
 // the same load through the transaction pool with each raw driver's
 // default settings must fail somewhere. If it ever passes, the other tests
-// prove nothing, so this test fails.
+// prove nothing, so this test fails. It holds testdb.RawControlKey
+// exclusively until both drivers are done: raw lib/pq can execute other
+// clients' statements with its own arguments, and the conformance suite's
+// tests, run by go test at the same time, hold it shared.
 func TestNegativeControl(t *testing.T) {
 	u := testdb.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	l, err := testdb.LockRawControl(ctx, "pgx", u.Direct, true)
+	if err != nil {
+		t.Fatalf("waiting for the other tests on the database to end: %v", err)
+	}
+	t.Cleanup(l.Release) // after the parallel subtests
 	for _, name := range []string{"pgx", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
