@@ -18,6 +18,7 @@ import (
 // demoRun is what `examples/demo -json` prints (the fields the report uses).
 type demoRun struct {
 	Domains         int    `json:"domains"`
+	Flaky           int    `json:"flaky"`
 	ServerConns     int    `json:"server_conns"`
 	ServerConnsFrom string `json:"server_conns_from"`
 	Drivers         []struct {
@@ -156,17 +157,17 @@ func (r *report) demoSection(b *strings.Builder) {
 		b.WriteString("Not measured in this run (`-goals` without `demo`).\n\n")
 		return
 	}
-	domains, conns, from := 0, 0, ""
+	domains, flaky, conns, from := 0, 0, 0, ""
 	if len(d.demo) > 0 {
-		domains, conns, from = d.demo[0].Domains, d.demo[0].ServerConns, d.demo[0].ServerConnsFrom
+		domains, flaky, conns, from = d.demo[0].Domains, d.demo[0].Flaky, d.demo[0].ServerConns, d.demo[0].ServerConnsFrom
 	}
 	fmt.Fprintf(b, "`examples/demo %s`, built once, against the queue table's poolsafe `Jobs.Next` loop on the same driver "+
 		"(%d workers, claims of %d, %d jobs queued, %s per run), the demo and the two loops rotated within each round. "+
 		"The demo runs each driver's pipeline on its own, one after the other: %d domains per driver in batches of up to 10,000, "+
-		"%d workers looping on `Jobs.Next` with claims of %d, one job in seven failing its first attempt (the loop's one in %d) "+
+		"%d workers looping on `Jobs.Next` with claims of %d, about one job in %d failing its first attempt (the loop's: one in %d) "+
 		"and retried after a 20–200 ms backoff, every job read back and checked; its jobs/s, the figure compared, runs from the "+
 		"first claim to the last batch's finish, so it includes the batches' draining end, which the loop's fixed time does not.\n\n",
-		strings.Join(d.args, " "), r.opts.workers, r.opts.claim, d.fill, r.opts.runTime, domains, r.opts.workers, r.opts.claim, d.fail)
+		strings.Join(d.args, " "), r.opts.workers, r.opts.claim, d.fill, r.opts.runTime, domains, r.opts.workers, r.opts.claim, flaky, d.fail)
 	b.WriteString("| driver | demo: jobs/s it printed | `Jobs.Next` loop: jobs/s | demo × loop |\n|---|---|---|---|\n")
 	var verdicts []string
 	for _, drv := range []string{"pgx", "pq"} {

@@ -6,9 +6,9 @@
 // other, each with its own handle: the driver submits its domains in
 // batches, eight workers run the project's worker loop — repo.Jobs.Next
 // reports the outcomes of the jobs a worker ran and claims the next 20 in
-// one statement — until the batches have finished (about one job in seven
-// fails once and is retried after a backoff of 20–200 ms), and every job is
-// read back and checked. It prints each driver's jobs/s, from the first
+// one statement — until the batches have finished (about one job in 100,
+// the queue benchmark's share, fails once and is retried after a backoff of
+// 20–200 ms), and every job is read back and checked. It prints each driver's jobs/s, from the first
 // claim to the last batch's finish, and one line saying what bounds that
 // rate: the pool's server connections (the pool_size PgBouncer's admin
 // console reports, or the distinct server backends the demo met when the
@@ -22,7 +22,8 @@
 // DATABASE_URL is the pooler, DIRECT_URL a session-capable URL to the same
 // database for the migrations (driverconf.FromEnv reads both). Flags:
 // -domains per driver (default 20000, in batches of up to 10000), -workers
-// per driver (8), -claim jobs per Next (20), -short (200 domains), -json
+// per driver (8), -claim jobs per Next (20), -flaky (one job in N fails its
+// first attempt; 100), -short (200 domains), -json
 // (the results as one JSON object on stdout, the rest on stderr: the
 // benchmark report's goal 4 reads it).
 package main
@@ -70,18 +71,22 @@ const (
 // out is where the demo talks: stdout, or stderr under -json.
 var out io.Writer = os.Stdout
 
+// flaky: about one job in flaky fails its first attempt (0: none).
+var flaky int
+
 func main() {
 	domains := flag.Int("domains", 20000, "domains per driver, submitted in batches of up to 10000")
 	workers := flag.Int("workers", 8, "workers per driver")
 	claim := flag.Int("claim", 20, "jobs each Jobs.Next call claims")
+	flag.IntVar(&flaky, "flaky", 100, "about one job in `N` fails its first attempt (0: none); 100 is the queue benchmark's share")
 	short := flag.Bool("short", false, "a short run (200 domains)")
 	jsonOut := flag.Bool("json", false, "print the results as one JSON object on stdout, everything else on stderr")
 	flag.Parse()
 	if *short {
 		*domains = 200
 	}
-	if *domains < 1 || *workers < 1 || *claim < 1 || *claim > repo.MaxClaimJobs {
-		fmt.Fprintf(os.Stderr, "demo: -domains and -workers must be at least 1, -claim between 1 and %d\n", repo.MaxClaimJobs)
+	if *domains < 1 || *workers < 1 || *claim < 1 || *claim > repo.MaxClaimJobs || flaky < 0 {
+		fmt.Fprintf(os.Stderr, "demo: -domains and -workers must be at least 1, -claim between 1 and %d, -flaky not negative\n", repo.MaxClaimJobs)
 		os.Exit(2)
 	}
 	if *jsonOut {
@@ -106,6 +111,7 @@ type results struct {
 	Domains int `json:"domains"`
 	Workers int `json:"workers"`
 	Claim   int `json:"claim"`
+	Flaky   int `json:"flaky"` // about one job in Flaky failed its first attempt
 	// ServerConns is the pool's server connections (0: unknown or no
 	// transaction pooler), ServerConnsAtLeast true when it is only a lower
 	// bound, and ServerConnsFrom where the figure comes from.
@@ -157,10 +163,14 @@ func run(ctx context.Context, nDomains, nWorkers, claim int) (*results, error) {
 	if nBatches > 1 {
 		batches = fmt.Sprintf("%d batches", nBatches)
 	}
+	retries := "no job fails"
+	if flaky > 0 {
+		retries = fmt.Sprintf("about one job in %d fails once, retried after %s–%s", flaky, backoffBase, backoffMax)
+	}
 	fmt.Fprintf(out, "each driver on its own, one after the other: %d domains in %s, %d workers, "+
-		"each Jobs.Next reporting its outcomes and claiming %d jobs, retries after %s–%s\n",
-		nDomains, batches, nWorkers, claim, backoffBase, backoffMax)
-	res := &results{Domains: nDomains, Workers: nWorkers, Claim: claim}
+		"each Jobs.Next reporting its outcomes and claiming %d jobs; %s\n",
+		nDomains, batches, nWorkers, claim, retries)
+	res := &results{Domains: nDomains, Workers: nWorkers, Claim: claim, Flaky: flaky}
 	var ps []*pipeline
 	for _, d := range []driverconf.Driver{driverconf.PGX, driverconf.PQ} {
 		cfg := base
@@ -423,7 +433,7 @@ func (p *pipeline) run(ctx context.Context, domains []string, workers, claim int
 		end = time.Now()
 	}
 	p.elapsed = end.Sub(start)
-	fmt.Fprintf(out, "  %-3s %6d/%d jobs completed in %.1fs\n", p.driver, p.completed.Load(), len(domains), p.elapsed.Seconds())
+	fmt.Fprintf(out, "  %-3s %6d/%d jobs completed in %s\n", p.driver, p.completed.Load(), len(domains), p.elapsed.Round(time.Millisecond))
 }
 
 // work runs the worker loop until the batches have finished: each Next
@@ -456,7 +466,7 @@ func (p *pipeline) work(ctx context.Context, worker string, claim int) {
 			var in result
 			_ = json.Unmarshal(j.Payload, &in)
 			res := scrape(in.Domain)
-			if res.Sum%7 == 0 && j.Attempts == 1 { // a flaky site: the retry succeeds
+			if flaky > 0 && res.Sum%uint32(flaky) == 0 && j.Attempts == 1 { // a flaky site: the retry succeeds
 				outcomes = append(outcomes, repo.Outcome{ID: j.ID, Err: "connection reset by " + in.Domain})
 				continue
 			}
