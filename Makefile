@@ -82,10 +82,11 @@ unit:
 	env -u POOLSAFE_TEST_DIRECT_URL -u POOLSAFE_TEST_SESSION_URL -u POOLSAFE_TEST_TX_URL \
 		POOLSAFE_REQUIRE_DB=0 $(GO) test -count=1 -short ./...
 
-## demo: both drivers through a transaction pooler: DATABASE_URL if set, else the local stack it starts
+## demo: each driver's pipeline in turn through a transaction pooler, its jobs/s and what bounds them:
+## DATABASE_URL if set, else the local stack it starts (DEMO_FLAGS: e.g. -short, -domains N)
 demo: setup
 	@if [ -n "$${DATABASE_URL:-}" ]; then \
-		$(GO) run ./examples/demo; \
+		$(GO) run ./examples/demo $(DEMO_FLAGS); \
 	else \
 		bash $(STACK) up >/dev/null; \
 		$(WITH_STACK) DATABASE_URL="$$POOLSAFE_TEST_TX_URL" DIRECT_URL="$$POOLSAFE_TEST_DIRECT_URL" \

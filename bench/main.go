@@ -4,7 +4,7 @@
 // numbers on a shared machine are noise. See bench/README.md.
 //
 //	eval "$(bash scripts/pgstack.sh env)"
-//	go run ./bench                        # the full report, about ten minutes
+//	go run ./bench                        # the full report, about a quarter of an hour
 //	go run ./bench -rounds 1 -benchtime 1x # a smoke run (CI), seconds
 package main
 
@@ -38,7 +38,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds of every measurement")
 	flag.IntVar(&o.rounds, "count", 5, "same as -rounds (go test's name, for BENCHFLAGS)")
 	flag.StringVar(&benchtime, "benchtime", "10s", "time per measured run; `Nx` (go test's iteration form) makes a smoke run: minimal work, timings not judged")
-	flag.StringVar(&goals, "goals", "queue,adapter,bulk", "which tables to measure: queue, adapter, bulk")
+	flag.StringVar(&goals, "goals", "queue,adapter,bulk,demo", "which tables to measure: queue, adapter, bulk, demo")
 	flag.StringVar(&o.out, "o", "", "write the report to this file too (make bench: bench/REPORT.md)")
 	flag.IntVar(&o.workers, "workers", 8, "workers (pgbench clients) of the queue benchmarks")
 	flag.IntVar(&o.claim, "claim", 20, "jobs per claim of the queue benchmarks")
@@ -63,11 +63,11 @@ func main() {
 	o.goals = map[string]bool{}
 	for _, g := range strings.Split(goals, ",") {
 		switch g = strings.TrimSpace(g); g {
-		case "queue", "adapter", "bulk":
+		case "queue", "adapter", "bulk", "demo":
 			o.goals[g] = true
 		case "":
 		default:
-			fail(fmt.Errorf("-goals: unknown %q (queue, adapter, bulk)", g))
+			fail(fmt.Errorf("-goals: unknown %q (queue, adapter, bulk, demo)", g))
 		}
 	}
 	if *cpuprofile != "" {
@@ -117,6 +117,11 @@ func run(ctx context.Context, o options) error {
 	if o.goals["adapter"] {
 		if rep.adapter, err = measureAdapter(ctx, e, o, m); err != nil {
 			return fmt.Errorf("adapter: %w", err)
+		}
+	}
+	if o.goals["demo"] {
+		if rep.demo, err = measureDemo(ctx, e, o, m); err != nil {
+			return fmt.Errorf("demo: %w", err)
 		}
 	}
 	text := rep.markdown()
