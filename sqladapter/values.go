@@ -20,6 +20,10 @@ import (
 // lib/pq: its value is sent, or NULL for a nil pointer — pgx alone cannot
 // send a *any, or a pointer to a pointer, at all.
 func normaliseArg(nv *driver.NamedValue) error {
+	switch nv.Value.(type) {
+	case nil, string, int64, int, int32, int16, int8, uint64, uint, uint32, uint16, uint8, float64, float32, bool:
+		return nil // no methods, no pointer, nothing to rewrite: the common case, without reflection
+	}
 	for range maxDerefs {
 		if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
 			val, err := callValuer(v)
