@@ -188,7 +188,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
 	}
 	c.done(ctx, "query", query, args, start)
-	return newRows(rows, ctx, tx), nil // Close ends tx
+	return c.newRows(rows, ctx, tx), nil // Close ends tx
 }
 
 // begin readies a statement: outside a transaction, with settings

@@ -116,7 +116,7 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 		return nil, s.c.fail(ctx, "query", s.query, args, start, s.c.atMostOnce(sent, err))
 	}
 	s.c.done(ctx, "query", s.query, args, start)
-	return newRows(rows, ctx, nil), nil
+	return s.c.newRows(rows, ctx, nil), nil
 }
 
 func (s *driverStmt) args(ctx context.Context, args []driver.NamedValue) ([]driver.NamedValue, error) {
