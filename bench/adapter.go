@@ -26,12 +26,17 @@ var shapeSQL = map[string]string{
 	shapeRows: `SELECT g::int8, 'name-' || g, now() - g * interval '1 minute' FROM generate_series(1, 100 + $1::int8 * 0) g`,
 }
 
-// adapterRun is one measurement: CPU time and allocations per query.
-type adapterRun struct{ cpu, allocs float64 }
+// adapterRun is one measurement: CPU time and allocations per query, and
+// how many queries the CPU time is of.
+type adapterRun struct {
+	cpu, allocs float64
+	queries     int
+}
 
 type adapterResult struct {
-	queries map[string]int                     // shape → queries per measurement
+	queries map[string]int                     // shape → queries per chunk × the least number of chunks
 	runs    map[string]map[string][]adapterRun // "driver shape" → client ("raw", "poolsafe") → per round
+	minTime time.Duration                      // the least time of a measurement (both clients)
 }
 
 // measureAdapter compares the raw driver, configured as driverconf
@@ -39,9 +44,10 @@ type adapterResult struct {
 // the same connection settings: the process's CPU time and allocations per
 // query, interleaved.
 func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapterResult, error) {
-	res := &adapterResult{queries: map[string]int{shapeInt8: 10000, shapeRows: 2000}, runs: map[string]map[string][]adapterRun{}}
+	res := &adapterResult{queries: map[string]int{shapeInt8: 10000, shapeRows: 2000}, runs: map[string]map[string][]adapterRun{}, minTime: o.runTime}
 	if o.smoke {
 		res.queries = map[string]int{shapeInt8: 50, shapeRows: 50}
+		res.minTime = 0
 	}
 	sep := "?"
 	if strings.Contains(e.directURL, "?") {
@@ -73,8 +79,14 @@ func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapte
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		// The same database/sql pool settings on every handle — those
+		// driverconf.Open gives its own — so that the ratio compares the
+		// drivers, not database/sql's connection-lifetime bookkeeping
+		// (with a lifetime, every checkout reads the clock).
 		db.SetMaxOpenConns(1)
 		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(driverconf.DefaultConnMaxLifetime)
+		db.SetConnMaxIdleTime(driverconf.DefaultConnMaxIdleTime)
 		defer db.Close()
 		if err := db.PingContext(ctx); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -89,7 +101,7 @@ func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapte
 					res.runs[key] = map[string][]adapterRun{}
 				}
 				m.sample()
-				raw, ps, err := adapterPair(ctx, dbs[drv+" raw"], dbs[drv+" poolsafe"], shape, res.queries[shape], r%2 == 1)
+				raw, ps, err := adapterPair(ctx, dbs[drv+" raw"], dbs[drv+" poolsafe"], shape, res.queries[shape], r%2 == 1, res.minTime)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", key, err)
 				}
@@ -102,18 +114,24 @@ func measureAdapter(ctx context.Context, e *env, o options, m *machine) (*adapte
 	return res, nil
 }
 
-// adapterPair measures the raw driver and poolsafe on n queries of shape
-// each: CPU time in 50 alternating chunks per client (load drifts over
-// seconds; alternating cancels it), allocations in one pass each.
-func adapterPair(ctx context.Context, raw, ps *sql.DB, shape string, n int, psFirst bool) (adapterRun, adapterRun, error) {
-	const chunks = 50
-	per := max(n/chunks, 1)
+// adapterPair measures the raw driver and poolsafe on queries of shape:
+// CPU time in alternating chunks of n/50 queries per client (load drifts
+// over seconds; alternating cancels it), at least 50 chunks each and, past
+// that, more until the measurement has taken minTime (-benchtime: the CPU
+// time of a chunk is noisy on a shared machine, and more chunks average it
+// out); allocations in one pass each.
+func adapterPair(ctx context.Context, raw, ps *sql.DB, shape string, n int, psFirst bool, minTime time.Duration) (adapterRun, adapterRun, error) {
+	const minChunks = 50
+	per := max(n/minChunks, 1)
 	var cpu [2]time.Duration
 	dbs := [2]*sql.DB{raw, ps}
-	for i := range chunks {
+	start := time.Now()
+	chunks := 0
+	// An even number of chunks: each client goes first equally often.
+	for ; chunks < minChunks || chunks%2 == 1 || time.Since(start) < minTime; chunks++ {
 		for k := range 2 {
 			j := k
-			if psFirst != (i%2 == 1) {
+			if psFirst != (chunks%2 == 1) {
 				j = 1 - k
 			}
 			c0 := selfCPU()
@@ -132,7 +150,11 @@ func adapterPair(ctx context.Context, raw, ps *sql.DB, shape string, n int, psFi
 			return adapterRun{}, adapterRun{}, err
 		}
 		runtime.ReadMemStats(&ms1)
-		out[j] = adapterRun{cpu: float64(cpu[j].Nanoseconds()) / 1000 / float64(chunks*per), allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(per)}
+		out[j] = adapterRun{
+			cpu:     float64(cpu[j].Nanoseconds()) / 1000 / float64(chunks*per),
+			allocs:  float64(ms1.Mallocs-ms0.Mallocs) / float64(per),
+			queries: chunks * per,
+		}
 	}
 	return out[0], out[1], nil
 }

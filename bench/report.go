@@ -223,11 +223,27 @@ func (r *report) adapterSection(b *strings.Builder) {
 		b.WriteString("Not measured in this run (`-goals` without `adapter`).\n\n")
 		return
 	}
-	fmt.Fprintf(b, "Client CPU time (this process's, GC included; the two clients alternate in 50 chunks per measurement so that load drifts cancel) "+
-		"and allocations per query, %d queries of one int8 or %d of 100 rows per client and measurement, "+
+	var n8, nr []float64
+	for key, runs := range a.runs {
+		for _, run := range runs["raw"] {
+			if strings.HasSuffix(key, shapeInt8) {
+				n8 = append(n8, float64(run.queries))
+			} else {
+				nr = append(nr, float64(run.queries))
+			}
+		}
+	}
+	more := ""
+	if a.minTime > 0 {
+		more = " and more until it has taken " + a.minTime.String()
+	}
+	fmt.Fprintf(b, "Client CPU time (this process's, GC included; the two clients alternate in chunks of %d queries of one int8 or %d of 100 rows, "+
+		"at least 50 chunks each per measurement%s, so that load drifts cancel) "+
+		"and allocations per query, a median of %.0f queries of one int8 or %.0f of 100 rows per client and measurement, "+
 		"one connection straight to PostgreSQL: the raw driver configured as driverconf configures it (pgx: exec mode, caches off; lib/pq: "+
-		"`binary_parameters=yes`) against `driverconf.Open`'s handle, every column scanned (int64, string, time.Time).\n\n",
-		a.queries[shapeInt8], a.queries[shapeRows])
+		"`binary_parameters=yes`; database/sql's pool settings those of `driverconf.Open`) against `driverconf.Open`'s handle, "+
+		"every column scanned (int64, string, time.Time).\n\n",
+		max(a.queries[shapeInt8]/50, 1), max(a.queries[shapeRows]/50, 1), more, summarize(n8).median, summarize(nr).median)
 	b.WriteString("| driver | query | raw: CPU µs / allocs per query | poolsafe: CPU µs / allocs per query | CPU × raw | allocs × raw |\n|---|---|---|---|---|---|\n")
 	var verdicts []string
 	for _, drv := range []string{"pgx", "pq"} {

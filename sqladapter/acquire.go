@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -60,9 +61,19 @@ func (a *acquireCtx) fire(err error) {
 	a.stop()
 }
 
+// acquireTimeouts is set once a *DB with an acquire timeout exists: until
+// then no context can carry an *acquireCtx, and acquired need not look.
+var acquireTimeouts atomic.Bool
+
 // acquired disarms the acquire timeout of the call ctx belongs to, if any:
 // the connection wrapper calls it wherever a call reaches the driver.
 func acquired(ctx context.Context) {
+	if acquireTimeouts.Load() {
+		disarm(ctx)
+	}
+}
+
+func disarm(ctx context.Context) {
 	a, ok := ctx.Value(acquireKey{}).(*acquireCtx)
 	if !ok {
 		return

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/scrapersky/poolsafe/internal/pgdial"
 )
 
@@ -22,6 +24,46 @@ type conn struct {
 	c    *connector
 	wire *pgdial.Conn // the socket, when the wrapper dialed it; else nil
 	inTx bool         // between BeginTx and the end of that transaction
+
+	// base's interfaces, asserted once (every query uses them).
+	execer    driver.ExecerContext
+	queryer   driver.QueryerContext
+	checker   driver.NamedValueChecker // nil when base has none
+	resetter  driver.SessionResetter   // nil when base has none
+	validator driver.Validator         // nil when base has none
+
+	// Where base's transaction status is read (see txStatus): pgx's
+	// connection, or lib/pq's unexported txnStatus field; nil when neither.
+	pgx  *stdlib.Conn
+	pqTx *byte
+}
+
+// newConn wraps dc, which implements driver.ExecerContext and
+// driver.QueryerContext (Connect checks).
+func newConn(dc driver.Conn, c *connector, wire *pgdial.Conn) *conn {
+	cn := &conn{base: dc, c: c, wire: wire, execer: dc.(driver.ExecerContext), queryer: dc.(driver.QueryerContext)}
+	cn.checker, _ = dc.(driver.NamedValueChecker)
+	cn.resetter, _ = dc.(driver.SessionResetter)
+	cn.validator, _ = dc.(driver.Validator)
+	switch c.opts.Driver {
+	case driverPGX:
+		cn.pgx, _ = dc.(*stdlib.Conn)
+	case driverPQ:
+		cn.pqTx = pqTxStatusField(dc)
+	}
+	return cn
+}
+
+// txStatus returns the connection's transaction status (txIdle, txActive
+// or txFailed), and false when the driver's connection does not say.
+func (c *conn) txStatus() (byte, bool) {
+	switch {
+	case c.pgx != nil:
+		return c.pgx.Conn().PgConn().TxStatus(), true
+	case c.pqTx != nil:
+		return *c.pqTx, true
+	}
+	return 0, false
 }
 
 func (c *conn) unwrapConn() driver.Conn { return c.base }
@@ -91,7 +133,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, c.fail(ctx, "begin", "BEGIN", nil, time.Time{}, err)
 	}
 	if c.c.setSQL != "" {
-		if _, err := c.base.(driver.ExecerContext).ExecContext(ctx, c.c.setSQL, c.c.setArgs); err != nil {
+		if _, err := c.execer.ExecContext(ctx, c.c.setSQL, c.c.setArgs); err != nil {
 			_ = tx.Rollback()
 			return nil, c.fail(ctx, "begin", c.c.setSQL, nil, time.Time{}, fmt.Errorf("apply settings: %w", err))
 		}
@@ -119,8 +161,8 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	if err != nil {
 		return nil, err
 	}
-	start, sent := time.Now(), c.sent()
-	res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
+	start, sent := c.now(), c.sent()
+	res, err := c.execer.ExecContext(ctx, query, args)
 	if err != nil {
 		rollback(tx)
 		return nil, c.fail(ctx, "exec", query, args, start, c.atMostOnce(sent, err))
@@ -139,14 +181,14 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if err != nil {
 		return nil, err
 	}
-	start, sent := time.Now(), c.sent()
+	start, sent := c.now(), c.sent()
 	rows, err := c.queryBase(ctx, query, args)
 	if err != nil {
 		rollback(tx)
 		return nil, c.fail(ctx, "query", query, args, start, c.atMostOnce(sent, err))
 	}
 	c.done(ctx, "query", query, args, start)
-	return newRows(rows, ctx, tx), nil // Close ends tx
+	return c.newRows(rows, ctx, tx), nil // Close ends tx
 }
 
 // begin readies a statement: outside a transaction, with settings
@@ -181,13 +223,14 @@ func rollback(tx driver.Tx) {
 // prepareArgs refuses what a statement cannot do through this driver and
 // sends []byte arguments the same way on both drivers (see bytesArgs).
 func (c *conn) prepareArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
-	if isCopyFromStdin(query) {
+	word := leadingWord(query) // one pass for both keyword checks
+	if copyFromStdin(query, word) {
 		if c.c.opts.Driver == driverPQ {
 			return nil, errCopyNeedsPrepare
 		}
 		return nil, errCopyNeedsPQ
 	}
-	c.c.desc.observe(query, args)
+	c.c.desc.observe(query, word, args)
 	return c.bytesArgs(ctx, query, args)
 }
 
@@ -197,8 +240,17 @@ func (c *conn) ownTx(query string) bool {
 	if c.c.setSQL == "" || c.inTx || !transactional(query) {
 		return false
 	}
-	st, known := txStatus(c.c.opts.Driver, c.base)
+	st, known := c.txStatus()
 	return !known || st == txIdle
+}
+
+// now is the start of a statement, for the log records that give its
+// duration: the zero time when there is no Logger (nothing reads it).
+func (c *conn) now() time.Time {
+	if c.c.opts.Logger == nil {
+		return time.Time{}
+	}
+	return time.Now()
 }
 
 // sent returns how many bytes the connection has written so far, or -1
@@ -240,8 +292,8 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 	if err := normaliseArg(nv); err != nil {
 		return err
 	}
-	if ch, ok := c.base.(driver.NamedValueChecker); ok {
-		return ch.CheckNamedValue(nv)
+	if c.checker != nil {
+		return c.checker.CheckNamedValue(nv)
 	}
 	return driver.ErrSkip
 }
@@ -251,11 +303,11 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 // connection left inside a transaction is not reused.
 func (c *conn) ResetSession(ctx context.Context) error {
 	acquired(ctx)
-	if st, ok := txStatus(c.c.opts.Driver, c.base); ok && st != txIdle {
+	if st, ok := c.txStatus(); ok && st != txIdle {
 		return driver.ErrBadConn
 	}
-	if r, ok := c.base.(driver.SessionResetter); ok {
-		return r.ResetSession(ctx)
+	if c.resetter != nil {
+		return c.resetter.ResetSession(ctx)
 	}
 	return nil
 }
@@ -264,10 +316,10 @@ func (c *conn) ResetSession(ctx context.Context) error {
 // a transaction (a raw BEGIN, an unfinished sql.Conn) is closed rather than
 // kept, so it pins no pooler connection and leaks nothing to the next call.
 func (c *conn) IsValid() bool {
-	if v, ok := c.base.(driver.Validator); ok && !v.IsValid() {
+	if c.validator != nil && !c.validator.IsValid() {
 		return false
 	}
-	st, ok := txStatus(c.c.opts.Driver, c.base)
+	st, ok := c.txStatus()
 	return !ok || st == txIdle
 }
 

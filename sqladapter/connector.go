@@ -129,7 +129,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 			return nil, fmt.Errorf("sqladapter: apply session settings: %w", driverError(ctx, err))
 		}
 	}
-	return wrapConn(&conn{base: dc, c: c, wire: slot.Conn}), nil
+	return wrapConn(newConn(dc, c, slot.Conn)), nil
 }
 
 func (c *connector) Driver() driver.Driver { return c.base.Driver() }

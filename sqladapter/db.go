@@ -84,6 +84,9 @@ func Wrap(db *sql.DB, opts ...Option) *DB {
 	if o.metrics == nil {
 		o.metrics = new(Metrics)
 	}
+	if o.acquireTimeout > 0 {
+		acquireTimeouts.Store(true)
+	}
 	h := &DB{DB: sqlx.NewDb(db, bindName), metrics: o.metrics, acquireTimeout: o.acquireTimeout, replicas: o.replicas}
 	if h.replicas != nil {
 		h.replicas.start()

@@ -73,8 +73,9 @@ func (d *describeCache) put(q string, t []string) {
 
 // observe empties the cache before a statement that can change what other
 // statements' parameters mean: DDL, or a change of search_path.
-func (d *describeCache) observe(query string, args []driver.NamedValue) {
-	if !changesTypes(query, args) {
+// word is query's leadingWord.
+func (d *describeCache) observe(query, word string, args []driver.NamedValue) {
+	if !changesTypesWord(query, word, args) {
 		return
 	}
 	d.mu.Lock()

@@ -44,27 +44,6 @@ func pgxConnection(err error) bool {
 	return errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err)
 }
 
-// pgxTxStatus reports pgconn's transaction status of a pgx connection.
-func pgxTxStatus(dc driver.Conn) (byte, bool) {
-	sc, ok := dc.(*stdlib.Conn)
-	if !ok {
-		return 0, false
-	}
-	return sc.Conn().PgConn().TxStatus(), true
-}
-
-// txStatus returns the connection's transaction status (txIdle, txActive
-// or txFailed), and false when the driver's connection does not say.
-func txStatus(drv string, dc driver.Conn) (byte, bool) {
-	switch drv {
-	case driverPGX:
-		return pgxTxStatus(dc)
-	case driverPQ:
-		return pqTxStatus(dc)
-	}
-	return 0, false
-}
-
 // pgxDescribe sends an unnamed Parse/Describe/Sync: one self-contained
 // round trip; the unnamed statement is replaced by the next Parse on that
 // server connection, whoever sends it.

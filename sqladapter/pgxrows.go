@@ -23,12 +23,10 @@ import (
 // drivers (pgx's extended protocol refuses them) and each result set that
 // has columns is returned, as lib/pq returns them (see [pgxResults]).
 func (c *conn) queryBase(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if c.c.opts.Driver == driverPGX && len(args) == 0 {
-		if sc, ok := c.base.(*stdlib.Conn); ok {
-			return pgxQuerySimple(ctx, sc, query)
-		}
+	if c.pgx != nil && len(args) == 0 {
+		return pgxQuerySimple(ctx, c.pgx, query)
 	}
-	return c.base.(driver.QueryerContext).QueryContext(ctx, query, pgxSimpleWithoutArgs(c.c.opts.Driver, args))
+	return c.queryer.QueryContext(ctx, query, pgxSimpleWithoutArgs(c.c.opts.Driver, args))
 }
 
 // pgxQuerySimple sends query in one simple Query message on pgx's

@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/lib/pq"
 	"github.com/lib/pq/pqerror"
@@ -44,32 +43,21 @@ const (
 	txFailed = 'E'
 )
 
-// pqTxStatus reads lib/pq's conn.txnStatus, which lib/pq keeps from every
-// ReadyForQuery but does not export. ok is false when this lib/pq version
-// has no such field.
-func pqTxStatus(dc driver.Conn) (status byte, ok bool) {
+// pqTxStatusField returns lib/pq's conn.txnStatus, which lib/pq keeps from
+// every ReadyForQuery but does not export: a pointer into dc, read for as
+// long as dc lives (see conn.txStatus). nil when dc has no such field
+// (another lib/pq version, another driver).
+func pqTxStatusField(dc driver.Conn) *byte {
 	v := reflect.ValueOf(dc)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return 0, false
+		return nil
 	}
-	e := v.Elem()
-	idx, found := pqTxField.Load(e.Type())
-	if !found {
-		f, has := e.Type().FieldByName("txnStatus")
-		i := -1
-		if has && f.Type.Kind() == reflect.Uint8 {
-			i = f.Index[0]
-		}
-		pqTxField.Store(e.Type(), i)
-		idx = i
+	sf, ok := v.Elem().Type().FieldByName("txnStatus")
+	if !ok || len(sf.Index) != 1 || sf.Type.Kind() != reflect.Uint8 {
+		return nil
 	}
-	if idx.(int) < 0 {
-		return 0, false
-	}
-	return byte(e.Field(idx.(int)).Uint()), true
+	return (*byte)(v.Elem().Field(sf.Index[0]).Addr().UnsafePointer())
 }
-
-var pqTxField sync.Map // reflect.Type → index of txnStatus, or -1
 
 // pqDescribe checks query and reads its parameter types with one simple
 // Query message — PREPARE, a look-up in pg_prepared_statements, DEALLOCATE —

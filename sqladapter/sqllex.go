@@ -134,18 +134,19 @@ func isIdentByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
-// skipComments drops leading whitespace and SQL comments.
+// skipComments drops leading whitespace and SQL comments. It runs on every
+// query: a byte loop, without strings.TrimLeft's cutset set-up.
 func skipComments(q string) string {
 	for {
-		q = strings.TrimLeft(q, " \t\r\n")
+		q = trimLeftSpace(q)
 		switch {
-		case strings.HasPrefix(q, "--"):
+		case len(q) >= 2 && q[0] == '-' && q[1] == '-':
 			i := strings.IndexByte(q, '\n')
 			if i < 0 {
 				return ""
 			}
 			q = q[i+1:]
-		case strings.HasPrefix(q, "/*"):
+		case len(q) >= 2 && q[0] == '/' && q[1] == '*':
 			i := strings.Index(q, "*/")
 			if i < 0 {
 				return ""
@@ -155,6 +156,37 @@ func skipComments(q string) string {
 			return q
 		}
 	}
+}
+
+// trimLeftSpace is strings.TrimLeft(q, " \t\r\n").
+func trimLeftSpace(q string) string {
+	i := 0
+	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\r' || q[i] == '\n') {
+		i++
+	}
+	return q[i:]
+}
+
+// leadingWord returns the first word of query — its leading ASCII letters
+// and underscores, as written — after leading comments and opening
+// parentheses (strings.TrimLeft(skipComments(query), " \t\r\n(")). It
+// allocates nothing: it runs on every query.
+func leadingWord(query string) string {
+	q := skipComments(query)
+	i := 0
+	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\r' || q[i] == '\n' || q[i] == '(') {
+		i++
+	}
+	q = q[i:]
+	end := 0
+	for end < len(q) && isWordByte(q[end]) {
+		end++
+	}
+	return q[:end]
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
 }
 
 // firstWords returns the first n words of query (upper case), after
@@ -207,22 +239,19 @@ func transactional(query string) bool {
 
 // firstWordIs reports whether the first word of query, after leading
 // comments and opening parentheses, is word (given in upper case), in any
-// case. Unlike firstWords it allocates nothing: it runs on every query.
+// case. Unlike firstWords it allocates nothing.
 func firstWordIs(query, word string) bool {
-	q := strings.TrimLeft(skipComments(query), " \t\r\n(")
-	if len(q) < len(word) || !strings.EqualFold(q[:len(word)], word) {
-		return false
-	}
-	if len(q) == len(word) {
-		return true
-	}
-	c := q[len(word)]
-	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_')
+	return strings.EqualFold(leadingWord(query), word)
 }
 
 // isCopyFromStdin reports a COPY … FROM STDIN statement.
 func isCopyFromStdin(query string) bool {
-	if !firstWordIs(query, "COPY") {
+	return copyFromStdin(query, leadingWord(query))
+}
+
+// copyFromStdin is isCopyFromStdin given query's leadingWord.
+func copyFromStdin(query, word string) bool {
+	if len(word) != 4 || word[0]|0x20 != 'c' || !strings.EqualFold(word, "COPY") {
 		return false
 	}
 	u := strings.ToUpper(query)
@@ -234,18 +263,57 @@ func isCopyFromStdin(query string) bool {
 // other parameter types: DDL, and anything that sets search_path (in its
 // text, or as an argument of set_config).
 func changesTypes(query string, args []driver.NamedValue) bool {
-	for _, kw := range [...]string{"ALTER", "CREATE", "DROP", "COMMENT"} {
-		if firstWordIs(query, kw) {
-			return true
-		}
-	}
-	if strings.Contains(query, "search_path") || strings.Contains(query, "SEARCH_PATH") {
+	return changesTypesWord(query, leadingWord(query), args)
+}
+
+// changesTypesWord is changesTypes given query's leadingWord.
+func changesTypesWord(query, word string, args []driver.NamedValue) bool {
+	if isDDL(word) || mentionsSearchPath(query) {
 		return true
 	}
 	for _, a := range args {
 		if s, ok := a.Value.(string); ok && strings.EqualFold(s, "search_path") {
 			return true
 		}
+	}
+	return false
+}
+
+// isDDL reports whether word, a leadingWord, is ALTER, CREATE, DROP or
+// COMMENT, in any case. (word is ASCII letters and underscores: |0x20
+// lowers a letter's case.)
+func isDDL(word string) bool {
+	if word == "" {
+		return false
+	}
+	switch c := word[0] | 0x20; {
+	case c == 'a':
+		return strings.EqualFold(word, "ALTER")
+	case c == 'c':
+		return strings.EqualFold(word, "CREATE") || strings.EqualFold(word, "COMMENT")
+	case c == 'd':
+		return strings.EqualFold(word, "DROP")
+	}
+	return false
+}
+
+// mentionsSearchPath reports whether query contains "search_path" or
+// "SEARCH_PATH" (strings.Contains of each), in one pass over its
+// underscores.
+func mentionsSearchPath(query string) bool {
+	const n = len("search")
+	for i := n; i < len(query); {
+		j := strings.IndexByte(query[i:], '_')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+5 <= len(query) {
+			if w := query[i-n : i+5]; w == "search_path" || w == "SEARCH_PATH" {
+				return true
+			}
+		}
+		i++
 	}
 	return false
 }

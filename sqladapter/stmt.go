@@ -24,7 +24,7 @@ func (c *conn) prepareClientSide(ctx context.Context, query string) (driver.Stmt
 	// With settings, a statement outside a transaction runs in one of its
 	// own (search_path may differ there): it is checked when it runs.
 	if c.c.opts.Driver != "" && !c.ownTx(query) {
-		start := time.Now()
+		start := c.now()
 		types, err := c.describe(ctx, query)
 		switch {
 		case errors.Is(err, errNotDescribable):
@@ -84,7 +84,7 @@ func (s *driverStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 	if err != nil {
 		return nil, s.c.fail(ctx, "exec", s.query, args, time.Time{}, err)
 	}
-	start, sent := time.Now(), s.c.sent()
+	start, sent := s.c.now(), s.c.sent()
 	var res driver.Result
 	if se, ok := s.base.(driver.StmtExecContext); ok {
 		res, err = se.ExecContext(ctx, args)
@@ -104,7 +104,7 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 	if err != nil {
 		return nil, s.c.fail(ctx, "query", s.query, args, time.Time{}, err)
 	}
-	start, sent := time.Now(), s.c.sent()
+	start, sent := s.c.now(), s.c.sent()
 	var rows driver.Rows
 	if sq, ok := s.base.(driver.StmtQueryContext); ok {
 		rows, err = sq.QueryContext(ctx, args)
@@ -116,7 +116,7 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 		return nil, s.c.fail(ctx, "query", s.query, args, start, s.c.atMostOnce(sent, err))
 	}
 	s.c.done(ctx, "query", s.query, args, start)
-	return newRows(rows, ctx, nil), nil
+	return s.c.newRows(rows, ctx, nil), nil
 }
 
 func (s *driverStmt) args(ctx context.Context, args []driver.NamedValue) ([]driver.NamedValue, error) {
@@ -136,8 +136,8 @@ func (s *driverStmt) CheckNamedValue(nv *driver.NamedValue) error {
 	if ch, ok := s.base.(driver.NamedValueChecker); ok {
 		return ch.CheckNamedValue(nv)
 	}
-	if ch, ok := s.c.base.(driver.NamedValueChecker); ok {
-		return ch.CheckNamedValue(nv)
+	if s.c.checker != nil {
+		return s.c.checker.CheckNamedValue(nv)
 	}
 	return driver.ErrSkip
 }

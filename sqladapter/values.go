@@ -9,7 +9,10 @@ import (
 	"io"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // normaliseArg rewrites the Go argument types the two drivers would send
@@ -20,6 +23,10 @@ import (
 // lib/pq: its value is sent, or NULL for a nil pointer — pgx alone cannot
 // send a *any, or a pointer to a pointer, at all.
 func normaliseArg(nv *driver.NamedValue) error {
+	switch nv.Value.(type) {
+	case nil, string, int64, int, int32, int16, int8, uint64, uint, uint32, uint16, uint8, float64, float32, bool:
+		return nil // no methods, no pointer, nothing to rewrite: the common case, without reflection
+	}
 	for range maxDerefs {
 		if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
 			val, err := callValuer(v)
@@ -151,10 +158,11 @@ func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedV
 
 // Column kinds that need normalising on the way out.
 const (
-	colOther     = iota
-	colBinary    // bytea, json, jsonb, xml: []byte on both drivers
-	colTimeOfDay // time: "15:04:05.999999"
-	colTimeTZ    // timetz: "15:04:05.999999-07", as PostgreSQL writes it
+	colUnknown   = iota // not looked up yet
+	colOther            // everything else
+	colBinary           // bytea, json, jsonb, xml: []byte on both drivers
+	colTimeOfDay        // time: "15:04:05.999999"
+	colTimeTZ           // timetz: "15:04:05.999999-07", as PostgreSQL writes it
 	colFloat4
 )
 
@@ -193,40 +201,157 @@ func formatOffset(v time.Time) string {
 // statement ran in a transaction of its own (see ConnectorOptions.Settings),
 // Close ends that transaction.
 type rows struct {
-	base   driver.Rows
-	ctx    context.Context
-	kinds  []int
-	tx     driver.Tx // the statement's own transaction, or nil
-	failed bool      // Next returned an error other than io.EOF
+	base  driver.Rows
+	ctx   context.Context
+	kinds []int8                                // per column, looked up on first need (see kind); nil until then
+	names driver.RowsColumnTypeDatabaseTypeName // base's, once kinds is set; nil if it has none
+	watch []uint16                              // the columns Next looks at (see plan); nil until the first row
+	tx    driver.Tx                             // the statement's own transaction, or nil
+
+	kindsBuf [8]int8    // kinds of up to 8 columns, without allocating
+	watchBuf [16]uint16 // watch of up to 16 columns, likewise
+
+	src    int8 // whose values base returns (srcPGX, srcPQ), if known
+	every  bool // Next looks at every column (see plan)
+	failed bool // Next returned an error other than io.EOF
 }
 
+// Whose values a result's rows hold: the value types of the drivers this
+// package configures are known per column type (see plainColumn).
+const (
+	srcUnknown = iota
+	srcPGX     // pgx's stdlib.Rows or pgxResults, on a connection of NewConnector's
+	srcPQ      // lib/pq's rows
+)
+
 func newRows(base driver.Rows, ctx context.Context, tx driver.Tx) *rows {
-	// Column kinds are looked up on first need: a result without
-	// time.Time, []byte or float64 values never asks the driver for type
-	// names.
+	// Column kinds are looked up on first need, column by column: a
+	// result without time.Time, []byte or float64 values never asks the
+	// driver for type names.
 	return &rows{base: base, ctx: ctx, tx: tx}
 }
 
-func (r *rows) initKinds() {
-	n := len(r.base.Columns())
-	r.kinds = make([]int, n)
-	tn, ok := r.base.(driver.RowsColumnTypeDatabaseTypeName)
-	for i := range n {
-		if !ok {
-			r.kinds[i] = colBinary // unknown types: leave []byte alone
-			continue
+// newRows wraps rows that c's driver returned.
+func (c *conn) newRows(base driver.Rows, ctx context.Context, tx driver.Tx) *rows {
+	r := newRows(base, ctx, tx)
+	switch base.(type) {
+	case *stdlib.Rows, *pgxResults:
+		if c.pgx != nil { // its type map is pgxRegisterTypes'
+			r.src = srcPGX
 		}
-		switch tn.ColumnTypeDatabaseTypeName(i) {
-		case "BYTEA", "JSON", "JSONB", "XML":
-			r.kinds[i] = colBinary
-		case "TIME":
-			r.kinds[i] = colTimeOfDay
-		case "TIMETZ", "1266": // pgx names the types it has no codec for by OID
-			r.kinds[i] = colTimeTZ
-		case "FLOAT4":
-			r.kinds[i] = colFloat4
+	default:
+		if c.c.opts.Driver == driverPQ && isPQRows(base) {
+			r.src = srcPQ
 		}
 	}
+	return r
+}
+
+// pqRowsType is lib/pq's (unexported) rows type, once seen.
+var pqRowsType atomic.Pointer[reflect.Type]
+
+// isPQRows reports rows of lib/pq's own.
+func isPQRows(r driver.Rows) bool {
+	t := reflect.TypeOf(r)
+	if p := pqRowsType.Load(); p != nil {
+		return t == *p
+	}
+	if t.Kind() != reflect.Pointer || t.Elem().PkgPath() != "github.com/lib/pq" || t.Elem().Name() != "rows" {
+		return false
+	}
+	seen := t // t itself stays on the stack: this allocates once
+	pqRowsType.Store(&seen)
+	return true
+}
+
+// kind returns column i's kind, asking the driver for its type name the
+// first time.
+func (r *rows) kind(i int) int8 {
+	if r.kinds != nil {
+		if k := r.kinds[i]; k != colUnknown {
+			return k
+		}
+	}
+	return r.lookupKind(i)
+}
+
+func (r *rows) lookupKind(i int) int8 {
+	if r.kinds == nil {
+		if n := len(r.base.Columns()); n <= len(r.kindsBuf) {
+			r.kindsBuf = [len(r.kindsBuf)]int8{}
+			r.kinds = r.kindsBuf[:n]
+		} else {
+			r.kinds = make([]int8, n)
+		}
+		r.names, _ = r.base.(driver.RowsColumnTypeDatabaseTypeName)
+	}
+	k := int8(colBinary) // unknown types: leave []byte alone
+	if r.names != nil {
+		switch r.names.ColumnTypeDatabaseTypeName(i) {
+		case "BYTEA", "JSON", "JSONB", "XML":
+			k = colBinary
+		case "TIME":
+			k = colTimeOfDay
+		case "TIMETZ", "1266": // pgx names the types it has no codec for by OID
+			k = colTimeTZ
+		case "FLOAT4":
+			k = colFloat4
+		default:
+			k = colOther
+		}
+	}
+	r.kinds[i] = k
+	return k
+}
+
+// plan sets the columns Next looks at: all of them (every), except, on the
+// drivers whose value types it knows, those whose values the driver never
+// returns as anything Next would rewrite (see plainColumn).
+func (r *rows) plan(n int) {
+	r.watch = r.watchBuf[:0]
+	st, _ := r.base.(driver.RowsColumnTypeScanType)
+	tn, _ := r.base.(driver.RowsColumnTypeDatabaseTypeName)
+	if r.src == srcUnknown || st == nil || tn == nil {
+		r.every = true
+		return
+	}
+	for i := range n {
+		if !plainColumn(r.src, st, tn, i) {
+			r.watch = append(r.watch, uint16(i))
+		}
+	}
+}
+
+// plainColumn reports a column whose values are only ever int64, bool,
+// string, NULL, float8's float64 or []byte of a binary type — which Next
+// leaves as they are — given how the driver decodes the column's type:
+//
+//   - pgx (stdlib.Rows, pgxResults: see pgxValueFunc): time.Time only for
+//     date, timestamp and timestamptz, whose scan type is time.Time; float4
+//     alone has the scan type float32; []byte only for bytea, json, jsonb
+//     and xml; everything else is int64, bool, float64 (float8) or string.
+//   - lib/pq (textDecode, binaryDecode; fieldDesc.Type): int2, int4 and
+//     int8 are int64, bool bool, float8 float64, varchar and text string
+//     (but bit and varbit, of scan type string too, []byte); every other
+//     type may need rewriting.
+//
+// The conformance values (every column type people use, on both drivers)
+// hold Next to this.
+func plainColumn(src int8, st driver.RowsColumnTypeScanType, tn driver.RowsColumnTypeDatabaseTypeName, i int) bool {
+	t := st.ColumnTypeScanType(i)
+	switch src {
+	case srcPGX:
+		return t != typeTime && t != typeFloat32
+	case srcPQ:
+		switch t {
+		case typeInt64, typeInt32, typeInt16, typeBool, typeFloat64:
+			return true
+		case typeString:
+			name := tn.ColumnTypeDatabaseTypeName(i)
+			return name == "TEXT" || name == "VARCHAR"
+		}
+	}
+	return false
 }
 
 func (r *rows) Columns() []string { return r.base.Columns() }
@@ -258,38 +383,64 @@ func (r *rows) Next(dest []driver.Value) error {
 		r.failed = true
 		return driverError(r.ctx, err)
 	}
-	for i, v := range dest {
-		switch v.(type) {
-		case time.Time, []byte, float64:
-			if r.kinds == nil {
-				r.initKinds()
-			}
-		default:
-			continue
-		}
-		switch v := v.(type) {
-		case time.Time:
-			switch {
-			case r.kinds[i] == colTimeOfDay:
-				dest[i] = formatTimeOfDay(v)
-			case r.kinds[i] == colTimeTZ:
-				dest[i] = formatTimeOfDay(v) + formatOffset(v)
-			case v.Location() != time.UTC: // pgx decodes in UTC already (pgxRegisterTypes)
-				dest[i] = v.UTC()
-			}
-		case []byte:
-			if r.kinds[i] != colBinary {
-				dest[i] = string(v)
-			}
-		case float64:
-			if r.kinds[i] == colFloat4 {
-				// pgx widens the float32 (1.2 → 1.2000000476837158);
-				// lib/pq parses the server's shortest text (1.2).
-				dest[i], _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', -1, 32), 64)
+	if r.watch == nil {
+		r.plan(len(dest))
+	}
+	if r.every {
+		for i, v := range dest {
+			switch v.(type) {
+			case time.Time, []byte, float64:
+				r.normalise(dest, i)
 			}
 		}
+		return nil
+	}
+	for _, i := range r.watch {
+		// The common case without a call: a time.Time in UTC already that
+		// is an instant, not a time of day (pgx returns no times of day).
+		if t, ok := dest[i].(time.Time); ok && t.Location() == time.UTC {
+			if r.src == srcPGX {
+				continue
+			}
+			if k := r.kind(int(i)); k != colTimeOfDay && k != colTimeTZ {
+				continue
+			}
+		}
+		r.normalise(dest, int(i))
 	}
 	return nil
+}
+
+// normalise rewrites dest[i] — a time.Time, []byte or float64 — as rows
+// returns it.
+func (r *rows) normalise(dest []driver.Value, i int) {
+	switch v := dest[i].(type) {
+	case time.Time:
+		k := int8(colOther) // pgx returns time.Time for date, timestamp and timestamptz only
+		if r.src != srcPGX {
+			k = r.kind(i)
+		}
+		switch k {
+		case colTimeOfDay:
+			dest[i] = formatTimeOfDay(v)
+		case colTimeTZ:
+			dest[i] = formatTimeOfDay(v) + formatOffset(v)
+		default:
+			if v.Location() != time.UTC { // pgx decodes in UTC already (pgxRegisterTypes)
+				dest[i] = v.UTC()
+			}
+		}
+	case []byte:
+		if r.kind(i) != colBinary {
+			dest[i] = string(v)
+		}
+	case float64:
+		if r.kind(i) == colFloat4 {
+			// pgx widens the float32 (1.2 → 1.2000000476837158);
+			// lib/pq parses the server's shortest text (1.2).
+			dest[i], _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', -1, 32), 64)
+		}
+	}
 }
 
 func (r *rows) HasNextResultSet() bool {
@@ -311,7 +462,7 @@ func (r *rows) NextResultSet() error {
 		r.failed = true
 		return driverError(r.ctx, err)
 	}
-	r.kinds = nil // the next result set has columns of its own
+	r.kinds, r.names, r.watch, r.every = nil, nil, nil, false // the next result set has columns of its own
 	return nil
 }
 
@@ -323,9 +474,15 @@ func (r *rows) ColumnTypeDatabaseTypeName(i int) string {
 }
 
 var (
-	typeString = reflect.TypeFor[string]()
-	typeTime   = reflect.TypeFor[time.Time]()
-	typeBytes  = reflect.TypeFor[[]byte]()
+	typeString  = reflect.TypeFor[string]()
+	typeTime    = reflect.TypeFor[time.Time]()
+	typeBytes   = reflect.TypeFor[[]byte]()
+	typeFloat32 = reflect.TypeFor[float32]()
+	typeFloat64 = reflect.TypeFor[float64]()
+	typeInt64   = reflect.TypeFor[int64]()
+	typeInt32   = reflect.TypeFor[int32]()
+	typeInt16   = reflect.TypeFor[int16]()
+	typeBool    = reflect.TypeFor[bool]()
 )
 
 func (r *rows) ColumnTypeScanType(i int) reflect.Type {
@@ -334,13 +491,10 @@ func (r *rows) ColumnTypeScanType(i int) reflect.Type {
 		return reflect.TypeFor[any]()
 	}
 	st := t.ColumnTypeScanType(i)
-	if r.kinds == nil {
-		r.initKinds()
-	}
-	switch {
-	case r.kinds[i] == colTimeOfDay, r.kinds[i] == colTimeTZ:
+	switch k := r.kind(i); {
+	case k == colTimeOfDay, k == colTimeTZ:
 		return typeString
-	case r.kinds[i] != colBinary && st == typeBytes:
+	case k != colBinary && st == typeBytes:
 		return typeString
 	case st == typeTime:
 		return typeTime

@@ -289,6 +289,11 @@ func (c *Conn) observe(b []byte) {
 		b = b[1:] // 'N': plain text goes on
 	}
 	for c.parsing && len(b) > 0 {
+		if c.started && !c.inBody && c.nhdr == 0 {
+			if b = skipMessages(b); len(b) == 0 {
+				return
+			}
+		}
 		if !c.inBody {
 			n := copy(c.hdr[c.nhdr:], b)
 			c.nhdr += n
@@ -319,6 +324,28 @@ func (c *Conn) observe(b []byte) {
 			c.message()
 		}
 	}
+}
+
+// skipMessages drops the whole messages at the start of b whose bodies
+// observe would skip by their length once the startup exchange is over:
+// every message but an ErrorResponse (message does nothing with the
+// others then). It stops at the first ErrorResponse or incomplete message,
+// which observe follows byte by byte. This is the common case — the rows
+// of a result, each its own DataRow — in a loop of its own.
+func skipMessages(b []byte) []byte {
+	i := 0
+	for len(b)-i >= 5 {
+		h := b[i : i+5 : i+5]
+		if h[0] == 'E' {
+			break
+		}
+		size := binary.BigEndian.Uint32(h[1:]) // including itself
+		if size < 4 || uint64(size-4) > uint64(len(b)-i-5) {
+			break
+		}
+		i += 1 + int(size)
+	}
+	return b[i:]
 }
 
 // maxKept bounds a message body observe keeps (libpq's MAX_ERRLEN is

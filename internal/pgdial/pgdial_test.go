@@ -173,6 +173,10 @@ func TestTakeFatal(t *testing.T) {
 	stream = append(stream, errorResponse("S", "ERROR", "C", "42601", "M", "syntax error")...)
 	stream = append(stream, message('D', make([]byte, 70000))...) // a row larger than what is kept
 	stream = append(stream, message('N', []byte("notice\x00\x00"))...)
+	for i := range 5 { // small messages, several to a read: skipped by their length
+		stream = append(stream, message('D', make([]byte, i))...)
+	}
+	stream = append(stream, readyForQuery...)
 	stream = append(stream, fatal...)
 	for _, chunk := range []int{1, 3, 7, 4096, len(stream)} {
 		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
