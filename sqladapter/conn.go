@@ -36,6 +36,8 @@ type conn struct {
 	// connection, or lib/pq's unexported txnStatus field; nil when neither.
 	pgx  *stdlib.Conn
 	pqTx *byte
+
+	spare *rows // the rows of the last query, reused once closed (see newRows)
 }
 
 // newConn wraps dc, which implements driver.ExecerContext and

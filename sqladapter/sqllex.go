@@ -172,22 +172,29 @@ func trimLeftSpace(q string) string {
 // parentheses (strings.TrimLeft(skipComments(query), " \t\r\n(")). It
 // allocates nothing: it runs on every query.
 func leadingWord(query string) string {
-	q := skipComments(query)
-	i := 0
-	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\r' || q[i] == '\n' || q[i] == '(') {
-		i++
+	q := query
+	if q == "" || !wordByte[q[0]] { // else the common case: no comment, space or parenthesis first
+		q = skipComments(q)
+		i := 0
+		for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\r' || q[i] == '\n' || q[i] == '(') {
+			i++
+		}
+		q = q[i:]
 	}
-	q = q[i:]
 	end := 0
-	for end < len(q) && isWordByte(q[end]) {
+	for end < len(q) && wordByte[q[end]] {
 		end++
 	}
 	return q[:end]
 }
 
-func isWordByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
-}
+// wordByte holds the bytes of a leadingWord: ASCII letters and '_'.
+var wordByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+	}
+	return t
+}()
 
 // firstWords returns the first n words of query (upper case), after
 // leading comments and opening parentheses.

@@ -214,6 +214,7 @@ type rows struct {
 	src    int8 // whose values base returns (srcPGX, srcPQ), if known
 	every  bool // Next looks at every column (see plan)
 	failed bool // Next returned an error other than io.EOF
+	closed bool // Close was called: the connection may reuse r (see conn.newRows)
 }
 
 // Whose values a result's rows hold: the value types of the drivers this
@@ -231,9 +232,19 @@ func newRows(base driver.Rows, ctx context.Context, tx driver.Tx) *rows {
 	return &rows{base: base, ctx: ctx, tx: tx}
 }
 
-// newRows wraps rows that c's driver returned.
+// newRows wraps rows that c's driver returned. The rows of the
+// connection's previous statement are reused once closed: database/sql
+// calls nothing on driver rows after Close (every sql.Rows method checks
+// its own closed flag first), and it calls the driver, Close included,
+// under the connection's lock, so no one else touches c.spare meanwhile.
 func (c *conn) newRows(base driver.Rows, ctx context.Context, tx driver.Tx) *rows {
-	r := newRows(base, ctx, tx)
+	r := c.spare
+	if r != nil && r.closed {
+		*r = rows{base: base, ctx: ctx, tx: tx}
+	} else {
+		r = newRows(base, ctx, tx)
+		c.spare = r
+	}
 	switch base.(type) {
 	case *stdlib.Rows, *pgxResults:
 		if c.pgx != nil { // its type map is pgxRegisterTypes'
@@ -357,6 +368,7 @@ func plainColumn(src int8, st driver.RowsColumnTypeScanType, tn driver.RowsColum
 func (r *rows) Columns() []string { return r.base.Columns() }
 
 func (r *rows) Close() error {
+	r.closed = true
 	err := r.base.Close()
 	if err != nil {
 		// A later statement's error in a query of several reaches the

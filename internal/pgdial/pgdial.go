@@ -135,7 +135,7 @@ type Conn struct {
 	parsing     bool // following the server's messages (see observe)
 	key         [8]byte
 	keyed       bool
-	intercepted bool // this connection carried a cancel that was handled here
+	intercepted atomic.Bool // this connection carried a cancel that was handled here (read without mu)
 
 	startDeadline time.Time // the dialing context's deadline; zero if none
 	asked         time.Time // the deadline the driver last set
@@ -242,7 +242,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 				}
 				// Known or not (a connection already gone, or still
 				// starting), the request is never sent to the pooler.
-				c.intercepted = true
+				c.intercepted.Store(true)
 				c.mu.Unlock()
 				_ = c.Conn.Close()
 				return len(p), nil
@@ -258,15 +258,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	intercepted := c.intercepted
-	c.mu.Unlock()
-	if intercepted {
+	if c.intercepted.Load() {
 		return 0, io.EOF // as if the pooler had closed the cancel connection
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
+		c.mu.Lock()
 		c.observe(p[:n])
+		c.mu.Unlock()
 	}
 	return n, err
 }
@@ -275,9 +274,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 // startup exchange, and — when the dialer tracks errors — every FATAL or
 // PANIC ErrorResponse (see TakeFatal). Message bodies are kept only for
 // the few types it reads; everything else is skipped by its length.
+// c.mu is held.
 func (c *Conn) observe(b []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.sslAsked && !c.startupSent {
 		if b[0] == 'S' {
 			c.sslAsked = false
