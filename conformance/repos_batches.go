@@ -110,6 +110,81 @@ func batchTests(t *testing.T, r *run) {
 			}
 		}
 	})
+	// Batches/CreateRepeated: a Create with a chosen ID can be repeated —
+	// after it committed, and while it is still in flight (a transaction
+	// holds the batch uncommitted: the state of a statement that goes on
+	// running on the server after its connection broke) — and writes one
+	// batch; the repeat returns the stored one. A rolled-back first
+	// attempt leaves the repeat to write it; an ID reused for another
+	// batch or taken in another tenant is a conflict that writes nothing.
+	r.test(t, "Batches/CreateRepeated", func(t *testing.T) {
+		e := r.repoEnv(t)
+		domains := []string{"a.example.com", "b.example.com", "c.example.com"}
+		opts := repo.BatchOptions{Name: "again", ID: uuid.New()}
+		first := e.createBatch(t, domains, opts)
+		if first.ID != opts.ID {
+			t.Fatalf("batch id = %v, want the chosen %v", first.ID, opts.ID)
+		}
+		again := e.createBatch(t, append([]string{"C.example.com"}, domains[:2]...), opts)
+		if !again.CreatedAt.Equal(first.CreatedAt) || again.ID != first.ID || again.Total != 3 {
+			t.Fatalf("repeat = %+v, want %+v", again, first)
+		}
+		e.expectRows(t, 1, 3, 3)
+
+		// In flight: the repeat waits for the first attempt's transaction.
+		inflight := repo.BatchOptions{Name: "in flight", ID: uuid.New()}
+		for i, commit := range []bool{true, false} {
+			errRollback := errors.New("roll back")
+			repeated := make(chan error, 1)
+			var got repo.Batch
+			err := e.db.InTx(e.ctx, func(tx *sqladapter.Tx) error {
+				if _, err := repo.New(tx, repo.WithSchema(e.schema)).Batches.Create(e.ctx, e.tenant, domains, inflight); err != nil {
+					return err
+				}
+				go func() {
+					var err error
+					got, err = e.repos.Batches.Create(e.ctx, e.tenant, domains, inflight)
+					repeated <- err
+				}()
+				select {
+				case err := <-repeated:
+					t.Errorf("the repeat returned (%v) while the first attempt was uncommitted", err)
+				case <-time.After(300 * time.Millisecond):
+				}
+				if commit {
+					return nil
+				}
+				return errRollback
+			})
+			if commit && err != nil || !commit && !errors.Is(err, errRollback) {
+				t.Fatalf("InTx (commit %v): %v", commit, err)
+			}
+			if err := <-repeated; err != nil || got.ID != inflight.ID || got.Total != 3 || got.Name != "in flight" {
+				t.Fatalf("repeat after the first attempt ended (commit %v) = %+v, %v", commit, got, err)
+			}
+			// One batch more each time: committed by the first attempt, or
+			// written by the repeat after the rollback.
+			e.expectRows(t, 2+i, 3, 6+3*i)
+			inflight.ID = uuid.New()
+		}
+
+		// An ID reused for another batch, or another tenant's, writes nothing.
+		for _, c := range []struct {
+			tenant  uuid.UUID
+			domains []string
+			opts    repo.BatchOptions
+		}{
+			{e.tenant, domains, repo.BatchOptions{Name: "other", ID: first.ID}},
+			{e.tenant, []string{"a.example.com", "d.example.com", "c.example.com"}, opts},
+			{uuid.New(), domains, opts},
+		} {
+			_, err := e.repos.Batches.Create(e.ctx, c.tenant, c.domains, c.opts)
+			if !errors.Is(err, sqladapter.ErrConflict) || !strings.Contains(err.Error(), first.ID.String()) {
+				t.Errorf("Create %v with a taken id: err = %v, want ErrConflict naming the id", c.domains, err)
+			}
+		}
+		e.expectRows(t, 3, 3, 9)
+	})
 	r.test(t, "Batches/Lifecycle", func(t *testing.T) {
 		e := r.repoEnv(t)
 		domains := []string{"a.example.com", "b.example.com", "c.example.com"}
@@ -841,6 +916,16 @@ func (e *repoEnv) createBatch(t *testing.T, domains []string, opts repo.BatchOpt
 		t.Fatalf("Create batch: %v", err)
 	}
 	return batch
+}
+
+// expectRows checks how many batches, domains and jobs the schema holds.
+func (e *repoEnv) expectRows(t *testing.T, batches, domains, jobs int) {
+	t.Helper()
+	for table, want := range map[string]int{"batches": batches, "domains": domains, "jobs": jobs} {
+		if got := e.count(t, table); got != want {
+			t.Fatalf("%d rows in %s, want %d", got, table, want)
+		}
+	}
 }
 
 func (e *repoEnv) batch(t *testing.T, id uuid.UUID) repo.Batch {

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -138,6 +139,21 @@ type BatchOptions struct {
 	Payload json.RawMessage
 	// RunAt is when the jobs may run. Defaults to now.
 	RunAt time.Time
+	// ID is the new batch's id; the zero UUID (the default) lets the
+	// database draw one. Choose it yourself (uuid.New(), once per batch,
+	// before the first attempt) to make Create safe to repeat after a
+	// failure whose outcome is unknown — the connection broke after the
+	// statement was sent, so it may have run, and may still be running on
+	// the server. A repeat with the same ID writes nothing when the batch
+	// exists, and returns the stored batch; it waits for an earlier call
+	// still in flight to commit or roll back first. Looking the batch up
+	// by name instead is not safe: the lookup can run before the earlier
+	// statement commits, and the repeat then writes a second batch. A
+	// stored batch with another name or without a job for each of the
+	// call's domains — the ID was reused for another batch — or an ID
+	// taken in another tenant
+	// fails the call with an error matching sqladapter.ErrConflict.
+	ID uuid.UUID
 }
 
 // BatchFilter narrows [Batches.List]. Zero fields keep all batches.
@@ -212,11 +228,39 @@ func (r *Batches) Create(ctx context.Context, tenant uuid.UUID, domains []string
 		}
 	}
 	slices.Sort(names)
+	var id any // NULL: a new id
+	if opts.ID != uuid.Nil {
+		id = opts.ID
+	}
 	var b Batch
 	err = r.q.GetContext(ctx, &b, r.sql(sqlBatchCreate),
-		tenant, textArray(names), name, kind, payload, opts.Priority, runAt, maxAttempts)
-	if err != nil {
+		tenant, textArray(names), name, kind, payload, opts.Priority, runAt, maxAttempts, id)
+	switch {
+	case err == nil:
+		return b, nil
+	case opts.ID == uuid.Nil || !errors.Is(sqladapter.Classify(err), sqladapter.ErrNotFound):
 		return Batch{}, wrap("create batch", err)
+	}
+	// The id exists: a repeat of a Create that wrote it (the statement
+	// waited for it to commit), or an id taken by another batch.
+	b, err = r.Get(ctx, tenant, opts.ID)
+	switch {
+	case errors.Is(err, sqladapter.ErrNotFound):
+		return Batch{}, classed("create batch", sqladapter.ErrConflict, "id %s is taken by a batch of another tenant", opts.ID)
+	case err != nil:
+		return Batch{}, wrap("create batch", err)
+	case b.Name != name:
+		return Batch{}, classed("create batch", sqladapter.ErrConflict,
+			"id %s is taken by another batch (named %s; this call names it %s)", opts.ID, quote(b.Name), quote(name))
+	}
+	var have int
+	err = r.q.GetContext(ctx, &have, r.sql(sqlBatchHasDomains), tenant, opts.ID, textArray(names))
+	switch {
+	case err != nil:
+		return Batch{}, wrap("create batch", err)
+	case have != len(names):
+		return Batch{}, classed("create batch", sqladapter.ErrConflict,
+			"id %s is taken by another batch (it has jobs for %d of this call's %d domains)", opts.ID, have, len(names))
 	}
 	return b, nil
 }

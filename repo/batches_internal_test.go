@@ -62,7 +62,7 @@ func TestBatchesCreateSQL(t *testing.T) {
 	want := Batch{ID: uuid.New(), TenantID: tenant, Name: "nightly", Status: BatchStatusPending, Total: 3,
 		CreatedAt: jobTestTime, UpdatedAt: jobTestTime}
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
-		WithArgs(tenant, `{"a.example.com","b.example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3).
+		WithArgs(tenant, `{"a.example.com","b.example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3, nil).
 		WillReturnRows(batchRows(want))
 	got, err := r.Batches.Create(context.Background(), tenant,
 		[]string{"B.example.com", "https://a.example.com/x", "b.example.com", "www.bücher.de", "a.example.com."},
@@ -82,7 +82,7 @@ func TestBatchesCreateOptionsSQL(t *testing.T) {
 	runAt := time.Date(2031, 6, 7, 8, 9, 10, 0, time.FixedZone("y", -7200))
 	want := Batch{ID: uuid.New(), TenantID: tenant, Status: BatchStatusPending, Total: 1, CreatedAt: jobTestTime, UpdatedAt: jobTestTime}
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
-		WithArgs(tenant, `{"example.org"}`, "", "crawl", `{"depth": 3}`, -2, runAt.UTC(), 5).
+		WithArgs(tenant, `{"example.org"}`, "", "crawl", `{"depth": 3}`, -2, runAt.UTC(), 5, nil).
 		WillReturnRows(batchRows(want))
 	_, err := r.Batches.Create(context.Background(), tenant, []string{"example.org"}, BatchOptions{
 		Kind: "crawl", Priority: -2, MaxAttempts: 5, Payload: json.RawMessage(` {"depth": 3} `), RunAt: runAt,
@@ -132,11 +132,76 @@ func TestBatchesCreateErrorsClassified(t *testing.T) {
 	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
-		WithArgs(tenant, `{"example.com"}`, "", "scan", "{}", 0, nil, 3).
+		WithArgs(tenant, `{"example.com"}`, "", "scan", "{}", 0, nil, 3, nil).
 		WillReturnError(&pgconn.PgError{Code: "40001", Message: "could not serialize access"})
 	_, err := r.Batches.Create(context.Background(), tenant, []string{"example.com"}, BatchOptions{})
 	if !errors.Is(err, sqladapter.ErrSerialization) || !sqladapter.Retryable(err) {
 		t.Fatalf("err = %v, want ErrSerialization", err)
+	}
+}
+
+// TestBatchesCreateRepeatSQL: with a chosen ID, a Create that finds the id
+// taken reads the stored batch and checks it is the one asked for.
+func TestBatchesCreateRepeatSQL(t *testing.T) {
+	t.Parallel()
+	tenant := uuid.New()
+	stored := sampleBatch(tenant)
+	stored.Name, stored.Total = "nightly", 2
+	domains := []string{"b.example.com", "A.example.com"}
+	const names = `{"a.example.com","b.example.com"}`
+	cases := []struct {
+		name    string
+		found   error // the Get's error
+		batch   Batch
+		has     int64
+		wantErr string
+	}{
+		{name: "same batch", batch: stored, has: 2},
+		{name: "other tenant", found: sql.ErrNoRows, wantErr: "is taken by a batch of another tenant"},
+		{name: "other name", batch: func() Batch { b := stored; b.Name = "weekly"; return b }(),
+			wantErr: `is taken by another batch (named "weekly"; this call names it "nightly")`},
+		{name: "other domains", batch: stored, has: 1, wantErr: "it has jobs for 1 of this call's 2 domains"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, mock := mockRepos(t)
+			mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
+				WithArgs(tenant, names, "nightly", "scan", "{}", 0, nil, 3, stored.ID).
+				WillReturnRows(sqlmock.NewRows(batchCols))
+			get := mock.ExpectQuery(render(DefaultSchema, sqlBatchGet)).WithArgs(tenant, stored.ID)
+			if c.found != nil {
+				get.WillReturnError(c.found)
+			} else {
+				get.WillReturnRows(batchRows(c.batch))
+				if c.batch.Name == stored.Name {
+					mock.ExpectQuery(render(DefaultSchema, sqlBatchHasDomains)).WithArgs(tenant, stored.ID, names).
+						WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(c.has))
+				}
+			}
+			got, err := r.Batches.Create(context.Background(), tenant, domains, BatchOptions{Name: "nightly", ID: stored.ID})
+			if c.wantErr == "" {
+				if err != nil || !sameBatch(got, stored) {
+					t.Fatalf("Create = %+v, %v; want the stored batch", got, err)
+				}
+			} else if !errors.Is(err, sqladapter.ErrConflict) || !strings.Contains(err.Error(), c.wantErr) ||
+				!strings.Contains(err.Error(), stored.ID.String()) {
+				t.Fatalf("err = %v, want ErrConflict saying %q", err, c.wantErr)
+			}
+			if err := mock.ExpectationsWereMet(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// Without a chosen ID, no row is an error of its own, not a lookup.
+	r, mock := mockRepos(t)
+	mock.ExpectQuery(render(DefaultSchema, sqlBatchCreate)).
+		WithArgs(tenant, names, "", "scan", "{}", 0, nil, 3, nil).
+		WillReturnRows(sqlmock.NewRows(batchCols))
+	if _, err := r.Batches.Create(context.Background(), tenant, domains, BatchOptions{}); !errors.Is(err, sqladapter.ErrNotFound) {
+		t.Fatalf("err = %v, want the statement's own error", err)
+	}
+	if err := mock.ExpectationsWereMet(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,23 +5,30 @@ package repo
 
 const batchColumns = `id, tenant_id, name, status, total, succeeded, failed, cancelled, finished_at, created_at, updated_at`
 
-// sqlBatchCreate is the whole of Batches.Create: it upserts the domains
-// (distinct, in sorted order, like Domains.BulkUpsert), inserts the batch
-// with the number of domains as its total, and one job per domain. An
-// existing domain is "updated" so that RETURNING yields it even when
-// another transaction committed it after this statement began. The
-// foreign keys from jobs to the new rows are checked at the end of the
-// statement, when all three inserts are done.
-const sqlBatchCreate = `WITH dom AS (
+// sqlBatchCreate is the whole of Batches.Create: it inserts the batch with
+// the number of (distinct) domains as its total, upserts the domains (in
+// sorted order, like Domains.BulkUpsert) and inserts one job per domain.
+// The batch's id is $9 when the caller chose it, else a new one; when a
+// batch with that id exists, the statement writes nothing and returns no
+// row (ON CONFLICT waits for an uncommitted insert of the same id to end
+// first, so a repeat never writes a second batch). An existing domain is
+// "updated" so that RETURNING yields it even when another transaction
+// committed it after this statement began. The foreign keys from jobs to
+// the new rows are checked at the end of the statement, when all three
+// inserts are done.
+const sqlBatchCreate = `WITH bat AS (
+	INSERT INTO {schema}.batches (id, tenant_id, name, total)
+	VALUES (COALESCE($9::uuid, gen_random_uuid()), $1::uuid, $3, cardinality($2::text[]))
+	ON CONFLICT (id) DO NOTHING
+	RETURNING ` + batchColumns + `
+),
+dom AS (
 	INSERT INTO {schema}.domains AS d (tenant_id, domain)
-	SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name) ORDER BY n.name
+	SELECT $1::uuid, n.name FROM unnest($2::text[]) AS n(name)
+	WHERE EXISTS (SELECT FROM bat)
+	ORDER BY n.name
 	ON CONFLICT (tenant_id, domain) DO UPDATE SET updated_at = now()
 	RETURNING d.id, d.domain
-),
-bat AS (
-	INSERT INTO {schema}.batches (tenant_id, name, total)
-	SELECT $1::uuid, $3, count(*) FROM dom
-	RETURNING ` + batchColumns + `
 ),
 ins AS (
 	INSERT INTO {schema}.jobs (tenant_id, batch_id, domain_id, kind, payload, priority, run_at, max_attempts)
@@ -31,6 +38,12 @@ ins AS (
 	ORDER BY dom.domain
 )
 SELECT ` + batchColumns + ` FROM bat`
+
+// sqlBatchHasDomains counts the names of $3 that have a job in the batch:
+// a repeated Create checks that the batch it found is the one it asked for.
+const sqlBatchHasDomains = `SELECT count(DISTINCT d.domain)::int
+FROM {schema}.jobs j JOIN {schema}.domains d ON d.id = j.domain_id
+WHERE j.tenant_id = $1 AND j.batch_id = $2 AND d.domain = ANY($3::text[])`
 
 const sqlBatchGet = `SELECT ` + batchColumns + `
 FROM {schema}.batches

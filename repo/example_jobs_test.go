@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func ExampleBatches_Create() {
 	tenant := uuid.MustParse("7f1c0c1e-4a0e-4d3b-9d1e-2b6f1f0e9a01")
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	mock.ExpectQuery("INSERT INTO public.batches").
-		WithArgs(tenant, `{"example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3).
+		WithArgs(tenant, `{"example.com","xn--bcher-kva.de"}`, "nightly", "scan", "{}", 0, nil, 3, nil).
 		WillReturnRows(sqlmock.NewRows([]string{"id", "tenant_id", "name", "status", "total", "succeeded", "failed",
 			"cancelled", "finished_at", "created_at", "updated_at"}).
 			AddRow("0b8e2c6a-3b1d-4a57-8f11-5d9c1a7e2b02", tenant.String(), "nightly", "pending", 2, 0, 0, 0, nil, at, at))
@@ -109,6 +110,55 @@ func ExampleBatches_Create() {
 	// Output:
 	// nightly: pending, 2 jobs, 0% done
 	// repo: invalid domains[1]: "not a domain" is not a valid domain name: disallowed rune U+0020
+}
+
+// Submitting a batch so that a failed call can be repeated: the batch's ID
+// is chosen before the first attempt. Here the first attempt's connection
+// breaks after the statement was sent (it may have run, and may still be
+// running on the server); the repeat with the same ID waits for it, writes
+// nothing, and returns the stored batch.
+func ExampleBatches_Create_repeat() {
+	sqlDB, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(containsSQL))
+	if err != nil {
+		panic(err)
+	}
+	db := sqladapter.Wrap(sqlDB)
+	defer db.Close()
+	batches := repo.New(db).Batches
+
+	tenant := uuid.MustParse("7f1c0c1e-4a0e-4d3b-9d1e-2b6f1f0e9a01")
+	id := uuid.MustParse("0b8e2c6a-3b1d-4a57-8f11-5d9c1a7e2b02") // uuid.New() in real code
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	cols := []string{"id", "tenant_id", "name", "status", "total", "succeeded", "failed",
+		"cancelled", "finished_at", "created_at", "updated_at"}
+	mock.ExpectQuery("INSERT INTO public.batches").WillReturnError(io.ErrUnexpectedEOF)
+	mock.ExpectQuery("INSERT INTO public.batches").WillReturnRows(sqlmock.NewRows(cols)) // the id exists
+	mock.ExpectQuery("FROM public.batches").WithArgs(tenant, id).
+		WillReturnRows(sqlmock.NewRows(cols).AddRow(id.String(), tenant.String(), "nightly", "pending", 2, 0, 0, 0, nil, at, at))
+	mock.ExpectQuery("count(DISTINCT d.domain)").WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(2))
+
+	domains := []string{"example.com", "bücher.de"}
+	opts := repo.BatchOptions{Name: "nightly", ID: id}
+	ctx := context.Background()
+	batch, err := batches.Create(ctx, tenant, domains, opts)
+	for attempt := 1; err != nil && attempt < 3; attempt++ {
+		var e *sqladapter.Error
+		if errors.As(err, &e) {
+			fmt.Println("attempt failed:", e.Outcome())
+		}
+		batch, err = batches.Create(ctx, tenant, domains, opts)
+	}
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s %s: %d jobs\n", batch.ID, batch.Name, batch.Total)
+
+	if err := mock.ExpectationsWereMet(); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// attempt failed: it may have run
+	// 0b8e2c6a-3b1d-4a57-8f11-5d9c1a7e2b02 nightly: 2 jobs
 }
 
 // exampleJobRows is one job row as the claim and complete statements

@@ -167,7 +167,10 @@ const (
 	// OutcomeUnknown: the statement may have run. The connection was lost,
 	// or the call abandoned, after the statement was sent; with
 	// autocommit its effects may be committed. Check before repeating a
-	// write that is not idempotent.
+	// write that is not idempotent — better, make the repeat itself safe
+	// (a caller-chosen id with ON CONFLICT, a unique key): the statement
+	// may still be running on the server, and a check made at once can
+	// run before it commits.
 	OutcomeUnknown Outcome = iota
 	// OutcomeNotRun: the statement did not run, or the server rolled it
 	// back: it failed with a server error, or nothing was sent.

@@ -321,11 +321,11 @@ func runScenario(t *testing.T, st *stack, direct *sql.DB, sc scenario, d driverc
 	fmt.Printf("fault %s %s: jobs %d, lost %d, doubled %d, duplicate writes %d, recovery %.2fs\n",
 		sc.name, d, v.jobs, v.lost, v.doubled, v.dupWrites, recovery.Seconds())
 	t.Logf("ran %v: %d calls, %d failed, %d hung (worst %v past its deadline), %d late while the process waited for a CPU "+
-		"(scheduling lag up to %v, worst in the run %v); batches created %d, found after a failed Create %d; "+
+		"(scheduling lag up to %v, worst in the run %v); batches created %d (%d by a repeated Create); "+
 		"proxy: %d connections, %d cut, %d mid-COMMIT, %d swallowed, %d dropped, %d dial errors, %d CancelRequests; errors seen:%s",
 		elapsed.Round(10*time.Millisecond), p.calls.Load(), p.failures.Load(), len(hung),
 		time.Duration(p.maxOver.Load()).Round(time.Millisecond), len(starved), starvedLag.Round(time.Millisecond),
-		lag.max().Round(time.Millisecond), p.createdByCall.Load(), p.createdByLookup.Load(),
+		lag.max().Round(time.Millisecond), p.createdByCall.Load(), p.createRepeated.Load(),
 		stats.Accepted, stats.Cuts, stats.MidCommitCuts, stats.Swallowed, stats.Dropped, stats.DialErrors, stats.CancelRequests,
 		p.errorSummary())
 

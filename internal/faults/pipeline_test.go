@@ -99,7 +99,7 @@ type pipeline struct {
 	calls, failures atomic.Int64
 	maxOver         atomic.Int64 // nanoseconds past a deadline, worst call
 	createdByCall   atomic.Int64 // Create calls that returned success
-	createdByLookup atomic.Int64 // batches found after a Create failed
+	createRepeated  atomic.Int64 // Creates that answered after an earlier attempt failed
 
 	mu         sync.Mutex
 	overruns   []overrun         // calls that returned later than deadline+hangGrace
@@ -268,9 +268,11 @@ func (b *backoff) next() time.Duration {
 func (b *backoff) reset() { b.n = 0 }
 
 // produce creates the batches one after another, like a client submitting
-// work. A Create whose answer is lost may have written its batch: a careful
-// producer looks for it by name before creating it again, so that only a
-// Create that wrote twice can leave two batches.
+// work. A Create whose answer is lost may have written its batch — and
+// may still be writing it on the server, after its connection broke — so a
+// careful producer chooses each batch's ID before the first attempt and
+// repeats the Create with it until one answers: a repeat returns the
+// stored batch, and only a Create that wrote twice can leave two batches.
 func (p *pipeline) produce() {
 	defer close(p.produced)
 	for b := range nBatches {
@@ -279,48 +281,24 @@ func (p *pipeline) produce() {
 		for i := range domains {
 			domains[i] = domainName(b*perBatch + i)
 		}
+		opts := repo.BatchOptions{ID: uuid.New(), Name: name, Kind: "scrape", MaxAttempts: batchAttempts(b)}
 		var bo backoff
-		for !p.stopped() {
+		for attempt := 0; !p.stopped(); attempt++ {
 			err := p.call("create", func(ctx context.Context) error {
-				_, err := p.repos.Batches.Create(ctx, p.tenant, domains,
-					repo.BatchOptions{Name: name, Kind: "scrape", MaxAttempts: batchAttempts(b)})
+				_, err := p.repos.Batches.Create(ctx, p.tenant, domains, opts)
 				return err
 			})
 			if err == nil {
 				p.createdByCall.Add(1)
-				break
-			}
-			if found, known := p.lookup(name); known && found {
-				p.createdByLookup.Add(1)
+				if attempt > 0 {
+					p.createRepeated.Add(1)
+				}
 				break
 			}
 			p.sleep(bo.next())
 		}
 		p.sleep(createEvery) // jobs keep arriving while the faults play out
 	}
-}
-
-// lookup reports whether the tenant has a batch named name; known is false
-// when the database could not be asked before the run ended.
-func (p *pipeline) lookup(name string) (found, known bool) {
-	var bo backoff
-	for !p.stopped() {
-		var page repo.PageOf[repo.Batch]
-		err := p.call("lookup", func(ctx context.Context) (err error) {
-			page, err = p.repos.Batches.List(ctx, p.tenant, repo.BatchFilter{}, repo.Page{Limit: 100})
-			return err
-		})
-		if err == nil {
-			for _, b := range page.Items {
-				if b.Name == name {
-					return true, true
-				}
-			}
-			return false, true
-		}
-		p.sleep(bo.next())
-	}
-	return false, false
 }
 
 // work is one worker: claim, run, complete, until the run ends.
