@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"reflect"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/scrapersky/poolsafe/driverconf"
 	"github.com/scrapersky/poolsafe/repo"
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // repoTests runs the repositories — profiles, domains, jobs, batches —
@@ -184,4 +186,35 @@ func sameJSONValue(t *testing.T, a, b []byte) bool {
 		t.Fatalf("unmarshal %s: %v", b, err)
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// whileInFlight runs first in a transaction and, while it is uncommitted —
+// the state of a statement still running on the server after its
+// connection broke — starts repeat on another connection. repeat must
+// still be waiting 300 ms later; then the transaction commits (or rolls
+// back), and whileInFlight returns repeat's error.
+func (e *repoEnv) whileInFlight(t *testing.T, commit bool, first func(*sqladapter.Tx) error, repeat func() error) error {
+	t.Helper()
+	errRollback := errors.New("roll back")
+	repeated := make(chan error, 1)
+	err := e.db.InTx(e.ctx, func(tx *sqladapter.Tx) error {
+		if err := first(tx); err != nil {
+			return err
+		}
+		go func() { repeated <- repeat() }()
+		select {
+		case err := <-repeated:
+			t.Errorf("the repeat returned (%v) while the first attempt was uncommitted", err)
+			repeated <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+		if commit {
+			return nil
+		}
+		return errRollback
+	})
+	if commit && err != nil || !commit && !errors.Is(err, errRollback) {
+		t.Fatalf("InTx (commit %v): %v", commit, err)
+	}
+	return <-repeated
 }

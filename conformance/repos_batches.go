@@ -134,32 +134,15 @@ func batchTests(t *testing.T, r *run) {
 		// In flight: the repeat waits for the first attempt's transaction.
 		inflight := repo.BatchOptions{Name: "in flight", ID: uuid.New()}
 		for i, commit := range []bool{true, false} {
-			errRollback := errors.New("roll back")
-			repeated := make(chan error, 1)
 			var got repo.Batch
-			err := e.db.InTx(e.ctx, func(tx *sqladapter.Tx) error {
-				if _, err := repo.New(tx, repo.WithSchema(e.schema)).Batches.Create(e.ctx, e.tenant, domains, inflight); err != nil {
-					return err
-				}
-				go func() {
-					var err error
-					got, err = e.repos.Batches.Create(e.ctx, e.tenant, domains, inflight)
-					repeated <- err
-				}()
-				select {
-				case err := <-repeated:
-					t.Errorf("the repeat returned (%v) while the first attempt was uncommitted", err)
-				case <-time.After(300 * time.Millisecond):
-				}
-				if commit {
-					return nil
-				}
-				return errRollback
+			err := e.whileInFlight(t, commit, func(tx *sqladapter.Tx) error {
+				_, err := repo.New(tx, repo.WithSchema(e.schema)).Batches.Create(e.ctx, e.tenant, domains, inflight)
+				return err
+			}, func() (err error) {
+				got, err = e.repos.Batches.Create(e.ctx, e.tenant, domains, inflight)
+				return err
 			})
-			if commit && err != nil || !commit && !errors.Is(err, errRollback) {
-				t.Fatalf("InTx (commit %v): %v", commit, err)
-			}
-			if err := <-repeated; err != nil || got.ID != inflight.ID || got.Total != 3 || got.Name != "in flight" {
+			if err != nil || got.ID != inflight.ID || got.Total != 3 || got.Name != "in flight" {
 				t.Fatalf("repeat after the first attempt ended (commit %v) = %+v, %v", commit, got, err)
 			}
 			// One batch more each time: committed by the first attempt, or

@@ -154,6 +154,78 @@ func jobTests(t *testing.T, r *run) {
 			t.Fatalf("%d jobs written, want 0", n)
 		}
 	})
+	// Jobs/EnqueueRepeated: jobs with chosen IDs can be enqueued again —
+	// after the first call committed, and while it is still in flight in
+	// a transaction (the repeat waits for it) — and each is written once;
+	// the batch they join grows once. A repeat that finds only part of
+	// its jobs, or IDs of another tenant, writes nothing.
+	r.test(t, "Jobs/EnqueueRepeated", func(t *testing.T) {
+		e := r.repoEnv(t)
+		batch := e.createBatch(t, []string{"a.example.com"}, repo.BatchOptions{})
+		newJobs := func() []repo.NewJob {
+			return []repo.NewJob{
+				{Kind: "scan", ID: uuid.New()},
+				{Kind: "crawl", BatchID: &batch.ID, ID: uuid.New()},
+			}
+		}
+		enqueue := func(q sqladapter.Querier, jobs []repo.NewJob) ([]repo.Job, error) {
+			return repo.New(q, repo.WithSchema(e.schema)).Jobs.EnqueueMany(e.ctx, e.tenant, jobs)
+		}
+		check := func(got []repo.Job, err error, want []repo.NewJob) {
+			t.Helper()
+			if err != nil || len(got) != len(want) {
+				t.Fatalf("EnqueueMany = %d jobs, %v; want %d", len(got), err, len(want))
+			}
+			for i := range want {
+				if got[i].ID != want[i].ID || got[i].Kind != want[i].Kind {
+					t.Fatalf("job %d = %+v, want id %v kind %s", i, got[i], want[i].ID, want[i].Kind)
+				}
+			}
+		}
+		expect := func(jobs, total int) {
+			t.Helper()
+			if n := e.count(t, "jobs"); n != jobs {
+				t.Fatalf("%d jobs, want %d", n, jobs)
+			}
+			if b := e.batch(t, batch.ID); b.Total != total {
+				t.Fatalf("batch total %d, want %d", b.Total, total)
+			}
+		}
+		first := newJobs()
+		got, err := enqueue(e.db, first)
+		check(got, err, first)
+		got, err = enqueue(e.db, first)
+		check(got, err, first)
+		one, err := e.repos.Jobs.Enqueue(e.ctx, e.tenant, first[1])
+		if err != nil || one.ID != first[1].ID {
+			t.Fatalf("Enqueue repeated = %+v, %v", one, err)
+		}
+		expect(3, 2)
+
+		for i, commit := range []bool{true, false} {
+			jobs := newJobs()
+			err := e.whileInFlight(t, commit, func(tx *sqladapter.Tx) error {
+				_, err := enqueue(tx, jobs)
+				return err
+			}, func() (err error) {
+				got, err = enqueue(e.db, jobs)
+				return err
+			})
+			check(got, err, jobs)
+			expect(5+2*i, 3+i)
+		}
+
+		// Part of the jobs stored, or another tenant's ID: nothing written.
+		mixed := []repo.NewJob{first[0], {Kind: "scan", ID: uuid.New()}}
+		if _, err := enqueue(e.db, mixed); !errors.Is(err, sqladapter.ErrConflict) || !strings.Contains(err.Error(), "jobs[1].id") {
+			t.Errorf("EnqueueMany with one stored job of two: err = %v, want ErrConflict naming jobs[1].id", err)
+		}
+		if _, err := e.repos.Jobs.Enqueue(e.ctx, uuid.New(), first[0]); !errors.Is(err, sqladapter.ErrConflict) ||
+			!strings.Contains(err.Error(), "another tenant") {
+			t.Errorf("Enqueue with another tenant's id: err = %v, want ErrConflict", err)
+		}
+		expect(7, 4)
+	})
 	r.test(t, "Jobs/ClaimOrder", func(t *testing.T) {
 		e := r.repoEnv(t)
 		now := e.dbNow(t)

@@ -143,6 +143,19 @@ type NewJob struct {
 	BatchID *uuid.UUID
 	// DomainID links the job to a domain of the tenant. Defaults to none.
 	DomainID *uuid.UUID
+	// ID is the job's id; the zero UUID (the default) lets the database
+	// draw one. Choose it (uuid.New(), once per job, before the first
+	// attempt) to make the call safe to repeat after a failure whose
+	// outcome is unknown — the statement may have run, and may still be
+	// running on the server. A repeat whose jobs all exist writes
+	// nothing and returns the stored jobs; it waits for an earlier call
+	// still in flight to commit or roll back first. In one call either
+	// every job has an ID or none does. A stored job of another kind,
+	// batch or domain — the ID was reused — or in another tenant fails
+	// the call with an error matching sqladapter.ErrConflict, as does a
+	// repeat that finds some of its jobs but not all. IDs must be fresh:
+	// two different calls given the same ID at once may both write part.
+	ID uuid.UUID
 }
 
 // JobFilter narrows [Jobs.List]. Zero fields keep all jobs.
@@ -216,11 +229,22 @@ func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, fie
 	}
 	n := len(jobs)
 	kinds, payloads, prios, runAts := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	maxes, batches, domains := make([]string, n), make([]string, n), make([]string, n)
+	maxes, batches, domains, ids := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	chosen := make(map[uuid.UUID]int, n)
 	for i, j := range jobs {
 		prefix := ""
 		if field != "" {
 			prefix = fmt.Sprintf("%s[%d].", field, i)
+		}
+		if (j.ID != uuid.Nil) != (jobs[0].ID != uuid.Nil) {
+			return nil, invalid(prefix+"id", "is set on some jobs of the call and not on others: give every job an ID, or none")
+		}
+		if j.ID != uuid.Nil {
+			if k, dup := chosen[j.ID]; dup {
+				return nil, invalid(prefix+"id", "repeats %s[%d].id", field, k)
+			}
+			chosen[j.ID] = i
+			ids[i] = j.ID.String()
 		}
 		if err := checkJobKind(prefix+"kind", j.Kind); err != nil {
 			return nil, err
@@ -253,17 +277,79 @@ func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, fie
 	out := []Job{}
 	err := r.q.SelectContext(ctx, &out, r.sql(sqlJobEnqueue), tenant,
 		textArray(kinds), textArray(payloads), textArray(prios), textArray(runAts),
-		textArray(maxes), textArray(batches), textArray(domains))
+		textArray(maxes), textArray(batches), textArray(domains), textArray(ids))
 	if err != nil {
 		return nil, wrap(op, err)
 	}
-	if len(out) != n {
-		if len(out) == 0 {
-			return nil, classed(op, sqladapter.ErrNotFound, "a batch of the jobs is not an unfinished batch of the tenant")
+	switch {
+	case len(out) == n:
+		return out, nil
+	case len(chosen) > 0:
+		return r.enqueued(ctx, tenant, jobs, field, op, len(out))
+	case len(out) == 0:
+		return nil, classed(op, sqladapter.ErrNotFound, "a batch of the jobs is not an unfinished batch of the tenant")
+	}
+	return nil, fmt.Errorf("%s: %d rows returned for %d jobs", op, len(out), n)
+}
+
+// enqueued finishes an enqueue of jobs with chosen IDs that wrote fewer
+// rows (written) than jobs: a repeat of a call that wrote them returns the
+// stored jobs; anything else is an error.
+func (r *Jobs) enqueued(ctx context.Context, tenant uuid.UUID, jobs []NewJob, field, op string, written int) ([]Job, error) {
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID.String()
+	}
+	var stored []Job
+	if err := r.q.SelectContext(ctx, &stored, r.sql(sqlJobsByID), textArray(ids)); err != nil {
+		return nil, wrap(op, err)
+	}
+	if len(stored) == 0 && written == 0 {
+		return nil, classed(op, sqladapter.ErrNotFound, "a batch of the jobs is not an unfinished batch of the tenant")
+	}
+	byID := make(map[uuid.UUID]Job, len(stored))
+	for _, j := range stored {
+		byID[j.ID] = j
+	}
+	name := func(i int) string {
+		if field == "" {
+			return "id"
 		}
-		return nil, fmt.Errorf("%s: %d rows returned for %d jobs", op, len(out), n)
+		return fmt.Sprintf("%s[%d].id", field, i)
+	}
+	out := make([]Job, len(jobs))
+	for i, want := range jobs {
+		got, ok := byID[want.ID]
+		switch {
+		case !ok:
+			return nil, classed(op, sqladapter.ErrConflict,
+				"%d of the %d jobs exist (%s %s does not): a repeated call must pass the same jobs, and IDs must be fresh",
+				len(stored), len(jobs), name(i), want.ID)
+		case got.TenantID != tenant:
+			return nil, classed(op, sqladapter.ErrConflict, "%s %s is taken by a job of another tenant", name(i), want.ID)
+		case got.Kind != want.Kind || !sameID(got.BatchID, want.BatchID) || !sameID(got.DomainID, want.DomainID):
+			return nil, classed(op, sqladapter.ErrConflict,
+				"%s %s is taken by another job (kind %s, batch %s, domain %s)",
+				name(i), want.ID, quote(got.Kind), idText(got.BatchID), idText(got.DomainID))
+		}
+		out[i] = got
+	}
+	if written > 0 {
+		// Every job exists, but this call wrote some of them: another call
+		// given the same IDs ran at the same time.
+		return nil, classed(op, sqladapter.ErrConflict,
+			"%d of the %d jobs were written by another call with the same IDs at the same time: IDs must be fresh", len(jobs)-written, len(jobs))
 	}
 	return out, nil
+}
+
+func sameID(a, b *uuid.UUID) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+
+func idText(id *uuid.UUID) string {
+	if id == nil {
+		return "none"
+	}
+	return id.String()
 }
 
 // Claim leases up to n (1 to [MaxClaimJobs]) runnable jobs — queued, with

@@ -96,7 +96,7 @@ func TestJobsEnqueueSQL(t *testing.T) {
 	tenant := uuid.New()
 	want := sampleJob(tenant)
 	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{""}`).
+		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{""}`, `{""}`).
 		WillReturnRows(jobRows(want))
 	got, err := r.Jobs.Enqueue(context.Background(), tenant, NewJob{Kind: "scan"})
 	if err != nil {
@@ -105,6 +105,74 @@ func TestJobsEnqueueSQL(t *testing.T) {
 	if got.ID != want.ID || got.TenantID != tenant || got.State != JobStateQueued || got.BatchID != nil ||
 		string(got.Payload) != "{}" || !got.RunAt.Equal(jobTestTime) || got.MaxAttempts != 3 {
 		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+// TestJobsEnqueueRepeatSQL: jobs with chosen IDs that the statement did
+// not write are looked up; a repeat gets the stored jobs, anything else a
+// conflict naming the job.
+func TestJobsEnqueueRepeatSQL(t *testing.T) {
+	t.Parallel()
+	tenant := uuid.New()
+	batch := uuid.New()
+	a, b := sampleJob(tenant), sampleJob(tenant)
+	b.BatchID = &batch
+	in := []NewJob{{Kind: "scan", ID: a.ID}, {Kind: "scan", BatchID: &batch, ID: b.ID}}
+	ids := `{"` + a.ID.String() + `","` + b.ID.String() + `"}`
+	other := b
+	other.TenantID = uuid.New()
+	moved := b
+	moved.BatchID = nil
+	cases := []struct {
+		name    string
+		written []Job // what the statement returns
+		stored  []Job // what the lookup finds
+		wantErr string
+		missing bool
+	}{
+		{name: "repeat", stored: []Job{b, a}},
+		{name: "none stored", missing: true},
+		{name: "some stored", stored: []Job{a}, wantErr: "1 of the 2 jobs exist (jobs[1].id " + b.ID.String() + " does not)"},
+		{name: "other tenant", stored: []Job{a, other}, wantErr: "jobs[1].id " + b.ID.String() + " is taken by a job of another tenant"},
+		{name: "other batch", stored: []Job{a, moved}, wantErr: "jobs[1].id " + b.ID.String() + ` is taken by another job (kind "scan", batch none, domain none)`},
+		{name: "written in part", written: []Job{a}, stored: []Job{a, b}, wantErr: "1 of the 2 jobs were written by another call"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, mock := mockRepos(t)
+			mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
+				WithArgs(tenant, `{"scan","scan"}`, `{"{}","{}"}`, `{"0","0"}`, `{"",""}`, `{"3","3"}`,
+					`{"","`+batch.String()+`"}`, `{"",""}`, ids).
+				WillReturnRows(jobRows(c.written...))
+			mock.ExpectQuery(render(DefaultSchema, sqlJobsByID)).WithArgs(ids).WillReturnRows(jobRows(c.stored...))
+			got, err := r.Jobs.EnqueueMany(context.Background(), tenant, in)
+			switch {
+			case c.missing:
+				if !errors.Is(err, sqladapter.ErrNotFound) {
+					t.Fatalf("err = %v, want ErrNotFound (the batch is not open)", err)
+				}
+			case c.wantErr == "":
+				if err != nil || len(got) != 2 || got[0].ID != a.ID || got[1].ID != b.ID {
+					t.Fatalf("EnqueueMany = %+v, %v; want the stored jobs in input order", got, err)
+				}
+			case !errors.Is(err, sqladapter.ErrConflict) || !strings.Contains(err.Error(), c.wantErr):
+				t.Fatalf("err = %v, want ErrConflict saying %q", err, c.wantErr)
+			}
+			if err := mock.ExpectationsWereMet(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// IDs on some jobs only, or twice in one call, are refused unsent.
+	r, _ := mockRepos(t)
+	_, err := r.Jobs.EnqueueMany(context.Background(), tenant, []NewJob{{Kind: "scan", ID: a.ID}, {Kind: "scan"}})
+	expectInvalid(t, err, "jobs[1].id")
+	_, err = r.Jobs.EnqueueMany(context.Background(), tenant, []NewJob{{Kind: "scan"}, {Kind: "scan", ID: a.ID}})
+	expectInvalid(t, err, "jobs[1].id")
+	_, err = r.Jobs.EnqueueMany(context.Background(), tenant, []NewJob{{Kind: "scan", ID: a.ID}, {Kind: "scan", ID: a.ID}})
+	expectInvalid(t, err, "jobs[1].id")
+	if !strings.Contains(err.Error(), "repeats jobs[0].id") {
+		t.Fatalf("err = %v", err)
 	}
 }
 
@@ -123,7 +191,8 @@ func TestJobsEnqueueManySQL(t *testing.T) {
 			`{"","2030-01-02T02:04:05.6Z"}`,
 			`{"3","9"}`,
 			`{"","`+batch.String()+`"}`,
-			`{"","`+domain.String()+`"}`).
+			`{"","`+domain.String()+`"}`,
+			`{"",""}`).
 		WillReturnRows(jobRows(a, b))
 	got, err := r.Jobs.EnqueueMany(context.Background(), tenant, []NewJob{
 		{Kind: "scan"},
@@ -152,7 +221,7 @@ func TestJobsEnqueueIntoClosedBatch(t *testing.T) {
 	r, mock := mockRepos(t)
 	tenant, batch := uuid.New(), uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+batch.String()+`"}`, `{""}`).
+		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+batch.String()+`"}`, `{""}`, `{""}`).
 		WillReturnRows(sqlmock.NewRows(jobCols))
 	_, err := r.Jobs.Enqueue(context.Background(), tenant, NewJob{Kind: "scan", BatchID: &batch})
 	if !errors.Is(err, sqladapter.ErrNotFound) {
@@ -539,7 +608,7 @@ func TestJobsErrorsClassified(t *testing.T) {
 	r, mock := mockRepos(t)
 	ctx, tenant, domain := context.Background(), uuid.New(), uuid.New()
 	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"k"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{"`+domain.String()+`"}`).
+		WithArgs(tenant, `{"k"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{"`+domain.String()+`"}`, `{""}`).
 		WillReturnError(&pgconn.PgError{Code: "23503", ConstraintName: "jobs_domain_fkey", Message: "violates foreign key"})
 	_, err := r.Jobs.Enqueue(ctx, tenant, NewJob{Kind: "k", DomainID: &domain})
 	var e *sqladapter.Error

@@ -71,17 +71,25 @@ FROM fin LEFT JOIN bat ON true`
 // sqlJobEnqueue inserts jobs from parallel arrays in one statement. Jobs
 // joining a batch grow its total; the batches are locked first (in id
 // order) and must all exist in the tenant unfinished, else nothing is
-// written and no row returned. Ids are drawn in "input" so that rows come
-// back in input order.
+// written and no row returned. A job's id is its element of $9 when the
+// caller chose one, else drawn in "input" (so that rows come back in input
+// order). When a chosen id is already taken by a committed job, nothing is
+// written and no row returned (Jobs.enqueue then looks the ids up); one
+// taken by a job still uncommitted is waited for by ON CONFLICT, and
+// skipped. Batch totals grow by the jobs actually inserted.
 const sqlJobEnqueue = `WITH input AS (
-	SELECT gen_random_uuid() AS id, t.ord, t.kind, t.payload::jsonb AS payload, t.priority,
-		COALESCE(NULLIF(t.run_at, '')::timestamptz, now()) AS run_at, t.max_attempts,
+	SELECT COALESCE(NULLIF(t.id, '')::uuid, gen_random_uuid()) AS id, t.ord, t.kind, t.payload::jsonb AS payload,
+		t.priority, COALESCE(NULLIF(t.run_at, '')::timestamptz, now()) AS run_at, t.max_attempts,
 		NULLIF(t.batch_id, '')::uuid AS batch_id, NULLIF(t.domain_id, '')::uuid AS domain_id
-	FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[], $8::text[])
-		WITH ORDINALITY AS t(kind, payload, priority, run_at, max_attempts, batch_id, domain_id, ord)
+	FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
+		WITH ORDINALITY AS t(kind, payload, priority, run_at, max_attempts, batch_id, domain_id, id, ord)
+),
+taken AS (
+	SELECT count(*) AS n FROM {schema}.jobs
+	WHERE id IN (SELECT NULLIF(c, '')::uuid FROM unnest($9::text[]) AS c)
 ),
 grow AS (
-	SELECT batch_id, count(*)::int AS n FROM input WHERE batch_id IS NOT NULL GROUP BY batch_id
+	SELECT batch_id FROM input WHERE batch_id IS NOT NULL GROUP BY batch_id
 ),
 open AS (
 	SELECT b.id FROM {schema}.batches b
@@ -90,12 +98,7 @@ open AS (
 	FOR UPDATE
 ),
 ok AS (
-	SELECT (SELECT count(*) FROM open) = (SELECT count(*) FROM grow) AS ok
-),
-grown AS (
-	UPDATE {schema}.batches b SET total = b.total + g.n
-	FROM grow g, ok
-	WHERE ok.ok AND b.tenant_id = $1 AND b.id = g.batch_id
+	SELECT (SELECT count(*) FROM open) = (SELECT count(*) FROM grow) AND taken.n = 0 AS ok FROM taken
 ),
 ins AS (
 	INSERT INTO {schema}.jobs (id, tenant_id, batch_id, domain_id, kind, payload, priority, run_at, max_attempts)
@@ -103,9 +106,21 @@ ins AS (
 	FROM input i, ok
 	WHERE ok.ok
 	ORDER BY i.ord
+	ON CONFLICT (id) DO NOTHING
 	RETURNING ` + jobColumns + `
+),
+grown AS (
+	UPDATE {schema}.batches b SET total = b.total + g.n
+	FROM (SELECT batch_id, count(*)::int AS n FROM ins WHERE batch_id IS NOT NULL GROUP BY batch_id) g
+	WHERE b.tenant_id = $1 AND b.id = g.batch_id
 )
 SELECT ins.* FROM ins JOIN input i ON i.id = ins.id ORDER BY i.ord`
+
+// sqlJobsByID reads jobs by id in any tenant: a repeated Enqueue checks
+// the jobs it found are the ones it asked for.
+const sqlJobsByID = `SELECT ` + jobColumns + `
+FROM {schema}.jobs
+WHERE id = ANY($1::uuid[])`
 
 // The claim statements take up to $1 runnable jobs in priority, then run_at
 // order (served by the partial indexes jobs_runnable_idx and
