@@ -246,6 +246,15 @@ func (e *env) workerLoop(ctx context.Context, drv driverconf.Driver, cfg loopCon
 	return queueRun{jobs: done.Load(), elapsed: elapsed, stats: after.sub(before), statJobs: all.Load(), cpu: cpu}, nil
 }
 
+// listIndex creates (on) or drops the index of Jobs.List, as the
+// migrations define it.
+func (e *env) listIndex(ctx context.Context, on bool) error {
+	if on {
+		return e.exec(ctx, `CREATE INDEX IF NOT EXISTS `+listIndex+` ON `+schema+`.jobs (tenant_id, created_at, id)`)
+	}
+	return e.exec(ctx, `DROP INDEX IF EXISTS `+schema+`.`+listIndex)
+}
+
 // flaky picks about one job in every: the same ones on every run.
 func flaky(payload json.RawMessage, every int) bool {
 	var h uint32 = 2166136261
@@ -278,18 +287,29 @@ const (
 	// qNextSQL is the loop's statement with pgbench as the client
 	// (bench/queue_next.sql): the server's side alone.
 	qNextSQL = "next-pgbench"
+	// qNoList and qNextNoList are qPGX and qNextSQL without the index that
+	// serves Jobs.List (jobs_tenant_created_idx), dropped for the run: what
+	// maintaining it costs the queue (every claim and finish is an update
+	// that cannot be HOT, so it inserts into every index of jobs).
+	qNoList     = "poolsafe-pgx-nolist"
+	qNextNoList = "next-pgbench-nolist"
 )
 
-var queueContenders = []string{qAnchor, qToday, qPGX, qPQ, qNextSQL, qReplan, qLoose}
+// listIndex is the index Jobs.List reads, which qNoList and qNextNoList drop.
+const listIndex = `jobs_tenant_created_idx`
+
+var queueContenders = []string{qAnchor, qToday, qPGX, qPQ, qNextSQL, qReplan, qLoose, qNoList, qNextNoList}
 
 var queueLabel = map[string]string{
-	qAnchor:  "anchor: pgbench, minimal queue SQL (`bench/queue_min.sql`)",
-	qToday:   "today: pgbench, today's statements, one job each (`bench/queue_today.sql`)",
-	qPGX:     "poolsafe, pgx: `Jobs.Next` loop",
-	qPQ:      "poolsafe, lib/pq: `Jobs.Next` loop",
-	qReplan:  "poolsafe, pgx, plans not cached (jobs_next with `force_custom_plan`)",
-	qLoose:   "poolsafe, pgx, the same jobs without a batch (no batch accounting)",
-	qNextSQL: "the loop's statement (`jobs_next`) with pgbench as the client (`bench/queue_next.sql`)",
+	qAnchor:     "anchor: pgbench, minimal queue SQL (`bench/queue_min.sql`)",
+	qToday:      "today: pgbench, today's statements, one job each (`bench/queue_today.sql`)",
+	qPGX:        "poolsafe, pgx: `Jobs.Next` loop",
+	qPQ:         "poolsafe, lib/pq: `Jobs.Next` loop",
+	qReplan:     "poolsafe, pgx, plans not cached (jobs_next with `force_custom_plan`)",
+	qLoose:      "poolsafe, pgx, the same jobs without a batch (no batch accounting)",
+	qNextSQL:    "the loop's statement (`jobs_next`) with pgbench as the client (`bench/queue_next.sql`)",
+	qNoList:     "poolsafe, pgx, without the index of `Jobs.List` (`" + listIndex + "` dropped for the run)",
+	qNextNoList: "the loop's statement with pgbench as the client, without the index of `Jobs.List`",
 }
 
 func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueResult, error) {
@@ -312,7 +332,7 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 		}
 		return e.resetStatements(ctx)
 	}
-	order := []string{qAnchor, qPGX, qToday, qPQ, qNextSQL, qReplan, qLoose}
+	order := []string{qAnchor, qPGX, qToday, qPQ, qNextSQL, qReplan, qLoose, qNoList, qNextNoList}
 	if o.contenders != "" {
 		order = strings.Split(o.contenders, ",")
 	}
@@ -336,8 +356,11 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 						`SELECT count(*) FROM `+schema+`.jobs WHERE state = 'succeeded'`,
 						"n=1", "lease=30000", `result={"ok":1}`)
 				}
-			case qNextSQL:
+			case qNextSQL, qNextNoList:
 				if err = e.fillJobs(ctx, fill, false); err == nil {
+					err = e.listIndex(ctx, name != qNextNoList)
+				}
+				if err == nil {
 					err = track()
 				}
 				if err == nil {
@@ -345,12 +368,15 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 						`SELECT count(*) FROM `+schema+`.jobs WHERE state = 'succeeded'`,
 						fmt.Sprintf("n=%d", o.claim), "ids={}", "rs={}", "es={}")
 				}
-			case qPGX, qPQ, qLoose:
+			case qPGX, qPQ, qLoose, qNoList:
 				drv := driverconf.PGX
 				if name == qPQ {
 					drv = driverconf.PQ
 				}
 				if err = e.fillJobs(ctx, fill, name == qLoose); err == nil {
+					err = e.listIndex(ctx, name != qNoList)
+				}
+				if err == nil {
 					err = track()
 				}
 				if err == nil {
@@ -369,6 +395,9 @@ func measureQueue(ctx context.Context, e *env, o options, m *machine) (*queueRes
 				}
 			}
 			m.sample()
+			if err == nil && (name == qNoList || name == qNextNoList) {
+				err = e.listIndex(ctx, true) // the next contenders run with it
+			}
 			if err == nil && res.stats && name != qAnchor && name != qToday && name != qReplan {
 				run.parts, err = e.nextBreakdown(ctx)
 			}

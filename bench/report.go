@@ -159,6 +159,22 @@ func (r *report) queueVerdict(b *strings.Builder) {
 			"(database/sql, the driver, decoding every job's columns, the scheduler, the socket calls: the client's CPU per job in the last column), on a machine where the client shares %d cores with the server and the pooler.\n",
 			summarize(rs).ratio(), r.machine.cores)
 	}
+	anchored := func(name string) (stat, bool) {
+		var v []float64
+		for i, run := range q.runs[name] {
+			if len(q.runs[qAnchor]) > i {
+				v = append(v, run.rate()/q.runs[qAnchor][i].rate())
+			}
+		}
+		return summarize(v), len(v) > 0
+	}
+	loop, okLoop := anchored(qNoList)
+	next, okNext := anchored(qNextNoList)
+	if okLoop && okNext {
+		fmt.Fprintf(b, "- Without the index that serves `Jobs.List` (`%s`, dropped for the run): the pgx loop at %s of the anchor, the statement with pgbench at %s. "+
+			"Every claim and finish changes an indexed column, so no update of a job is HOT and each inserts into every index of `jobs`; "+
+			"this one is the costliest to maintain. Dropping it would make listing a tenant's jobs a scan of them.\n", listIndex, loop.ratio(), next.ratio())
+	}
 	b.WriteString("\n")
 }
 
