@@ -14,7 +14,7 @@ import (
 // {direct, session pooler, transaction pooler} against the local stack,
 // then compares scanned values across all targets.
 func TestMatrix(t *testing.T) {
-	u := testdb.GetReplica(t)
+	u := testdb.GetUnlocked(t, true) // the suite locks each of its tests
 	// Reads routed to the stack's replica go through its transaction pool.
 	replica := u.ReplicaTx + "&pool_mode=transaction"
 	var reports []*conformance.Report

@@ -209,7 +209,7 @@ func TestSettingsPerMode(t *testing.T) {
 // clients' statements with its own arguments, and the conformance suite's
 // tests, run by go test at the same time, hold it shared.
 func TestNegativeControl(t *testing.T) {
-	u := testdb.Get(t)
+	u := testdb.GetUnlocked(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	l, err := testdb.LockRawControl(ctx, "pgx", u.Direct, true)

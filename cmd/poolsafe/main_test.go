@@ -116,7 +116,7 @@ func TestCheckArguments(t *testing.T) {
 // TestCheckLocalStack runs check against the local stack's transaction
 // pool on both drivers.
 func TestCheckLocalStack(t *testing.T) {
-	u := testdb.Get(t)
+	u := testdb.GetUnlocked(t, false) // check runs the conformance suite, which locks each of its tests
 	bin := binary(t)
 	out, errOut, code := runBin(t, bin, nil, "check", u.Tx, "--direct", u.Direct, "--mode", "transaction", "--json")
 	if code != 0 {

@@ -11,11 +11,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // HoldShared's session
 )
 
 // Environment variables naming the stack's URLs.
@@ -43,8 +47,24 @@ type URLs struct {
 func Required() bool { return os.Getenv(EnvRequireDB) == "1" }
 
 // Get returns the stack's URLs, or skips (fails when [Required]) when they
-// are not set.
+// are not set. It holds [RawControlKey] shared until t and its cleanups
+// end, so that no negative control — raw drivers through the transaction
+// pooler, which can run t's statements with their own arguments — runs
+// while t does, in this process or another (go test runs packages in
+// parallel). It waits for a control that is running to end.
 func Get(t testing.TB) URLs {
+	t.Helper()
+	u := GetUnlocked(t, false)
+	HoldShared(t, u)
+	return u
+}
+
+// GetUnlocked is Get without the lock, for a test that takes
+// [RawControlKey] itself or runs code that does: a negative control, or
+// the conformance suite (its tests hold the lock shared, its control
+// exclusively; a parent holding it shared would wait for its own
+// control). With replica, the stack's replica must be configured too.
+func GetUnlocked(t testing.TB, replica bool) URLs {
 	t.Helper()
 	u := URLs{
 		Direct:  os.Getenv(EnvDirectURL),
@@ -62,7 +82,31 @@ func Get(t testing.TB) URLs {
 		}
 		t.Skipf("SKIPPING DATABASE TEST — no database configured: %s", msg)
 	}
+	if replica && (u.ReplicaDirect == "" || u.ReplicaTx == "") {
+		msg := fmt.Sprintf("%s and %s must be set: scripts/pgstack.sh up starts the replica", EnvReplicaDirectURL, EnvReplicaTxURL)
+		if Required() {
+			t.Fatalf("replica required (%s=1) but not configured: %s", EnvRequireDB, msg)
+		}
+		t.Skipf("SKIPPING REPLICA TEST — no replica configured: %s", msg)
+	}
 	return u
+}
+
+// sharedWait bounds how long HoldShared waits for a negative control (in
+// another process, the conformance suite's takes about a minute).
+const sharedWait = 5 * time.Minute
+
+// HoldShared takes [RawControlKey] shared over u.Direct until t and its
+// cleanups end (see [Get]).
+func HoldShared(t testing.TB, u URLs) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), sharedWait)
+	defer cancel()
+	l, err := LockRawControl(ctx, "pgx", lockURL(u.Direct, t.Name()), false)
+	if err != nil {
+		t.Fatalf("waiting for a negative control on the database to end (advisory lock %#x over the direct URL): %v", RawControlKey, err)
+	}
+	t.Cleanup(l.Release)
 }
 
 // Ping checks db answers within 15 seconds; it fails the test otherwise
@@ -164,16 +208,19 @@ func DBQuery(db *sql.DB) Query {
 	}
 }
 
-// GetReplica is Get for tests that also need the stack's replica.
-func GetReplica(t testing.TB) URLs {
-	t.Helper()
-	u := Get(t)
-	if u.ReplicaDirect == "" || u.ReplicaTx == "" {
-		msg := fmt.Sprintf("%s and %s must be set: scripts/pgstack.sh up starts the replica", EnvReplicaDirectURL, EnvReplicaTxURL)
-		if Required() {
-			t.Fatalf("replica required (%s=1) but not configured: %s", EnvRequireDB, msg)
-		}
-		t.Skipf("SKIPPING REPLICA TEST — no replica configured: %s", msg)
+// lockURL is dsn with the test's name as application_name, so that
+// pg_stat_activity says which test holds the lock.
+func lockURL(dsn, test string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return dsn // a key=value DSN: as it is
 	}
-	return u
+	name := "poolsafe-lock " + test
+	if len(name) > 63 { // NAMEDATALEN-1: the server would cut it
+		name = name[:63]
+	}
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // a space: pgx keeps a '+' as it is
+	return u.String()
 }
