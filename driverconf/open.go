@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -26,16 +27,19 @@ func init() {
 // that wrap connectors themselves (otelsql, sqlhooks) before sql.OpenDB. It
 // does no network I/O. Pool sizing fields are not part of a connector: apply
 // them to the *sql.DB yourself, or use [Open]. [sqladapter.Wrap] gives the
-// *sql.DB you open over it InTx and Stats:
+// *sql.DB you open over it InTx and Stats; [sqladapter.WithConnector] gives
+// it the connector's counters (Stats counts the queries and errors of its
+// connections) and cfg.AcquireTimeout:
 //
 //	c, err := driverconf.NewConnector(cfg)
 //	sqlDB := otelsql.OpenDB(c) // or sql.OpenDB(c)
-//	db := sqladapter.Wrap(sqlDB)
+//	db := sqladapter.Wrap(sqlDB, sqladapter.WithConnector(c))
 func NewConnector(cfg Config) (driver.Connector, error) {
 	r, err := cfg.resolve()
 	if err != nil {
 		return nil, err
 	}
+	r.metrics = new(sqladapter.Metrics)
 	return newConnector(r)
 }
 
@@ -53,7 +57,8 @@ func newConnector(r *resolved) (driver.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &connector{Connector: sqladapter.NewConnector(c, r.connectorOptions()), driverConnector: c}, nil
+	return &connector{Connector: sqladapter.NewConnector(c, r.connectorOptions()), driverConnector: c,
+		metrics: r.metrics, acquireTimeout: r.cfg.AcquireTimeout}, nil
 }
 
 func (r *resolved) connectorOptions() sqladapter.ConnectorOptions {
@@ -151,9 +156,19 @@ func openDB(r *resolved) (*sql.DB, error) {
 type connector struct {
 	driver.Connector                  // the sqladapter wrapper
 	driverConnector  driver.Connector // the driver's own, inside it
+	metrics          *sqladapter.Metrics
+	acquireTimeout   time.Duration
 }
 
 func (c *connector) Driver() driver.Driver { return poolsafeDriver{} }
+
+// Metrics returns the counters of the connector's connections, for
+// sqladapter.WithConnector.
+func (c *connector) Metrics() *sqladapter.Metrics { return c.metrics }
+
+// AcquireTimeout returns Config.AcquireTimeout, for
+// sqladapter.WithConnector.
+func (c *connector) AcquireTimeout() time.Duration { return c.acquireTimeout }
 
 // poolsafeDriver is the "poolsafe" database/sql driver.
 type poolsafeDriver struct{}

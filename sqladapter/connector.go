@@ -107,6 +107,10 @@ type connector struct {
 	sessionArgs []driver.NamedValue
 }
 
+// Metrics returns the counters of ConnectorOptions.Metrics, nil when
+// there are none (see [WithConnector]).
+func (c *connector) Metrics() *Metrics { return c.opts.Metrics }
+
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	acquired(ctx) // a new connection is being made for this call
 	sctx, slot := pgdial.WithSlot(ctx)

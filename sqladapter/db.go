@@ -3,6 +3,7 @@ package sqladapter
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -54,6 +55,24 @@ type Option func(*dbOptions)
 // retries only).
 func WithMetrics(m *Metrics) Option {
 	return func(o *dbOptions) { o.metrics = m }
+}
+
+// WithConnector takes the counters and the acquire timeout of the
+// connector the *sql.DB was opened over — one made by [NewConnector] or
+// driverconf.NewConnector, or one that wraps it and offers the same
+// methods — so that [DB.Stats] counts its connections' queries and
+// errors, and calls wait for a free connection as long as its
+// configuration says. Options given after it override what it sets.
+// Other connectors set nothing.
+func WithConnector(c driver.Connector) Option {
+	return func(o *dbOptions) {
+		if m, ok := c.(interface{ Metrics() *Metrics }); ok && m.Metrics() != nil {
+			o.metrics = m.Metrics()
+		}
+		if a, ok := c.(interface{ AcquireTimeout() time.Duration }); ok {
+			o.acquireTimeout = a.AcquireTimeout()
+		}
+	}
 }
 
 // WithAcquireTimeout bounds how long a call waits for a free connection

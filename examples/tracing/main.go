@@ -140,7 +140,8 @@ func openTraced(cfg driverconf.Config, tp trace.TracerProvider) (*sqladapter.DB,
 	sqlDB.SetMaxIdleConns(cfg.MaxIdleConns)
 	sqlDB.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 	sqlDB.SetConnMaxIdleTime(cfg.ConnMaxIdleTime)
-	return sqladapter.Wrap(sqlDB), nil
+	// The connector's counters (Stats) and cfg.AcquireTimeout, as driverconf.Open gives them.
+	return sqladapter.Wrap(sqlDB, sqladapter.WithConnector(c)), nil
 }
 
 // attributes go on every span (and metric) of the handle.

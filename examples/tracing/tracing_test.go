@@ -67,6 +67,10 @@ func TestSpans(t *testing.T) {
 			if _, err := db.ExecContext(ctx, insert, arg); err != nil {
 				t.Fatalf("exec: %v", err)
 			}
+			// Stats has the connector's counters (sqladapter.WithConnector).
+			if st := db.Stats(); st.Queries < 2 {
+				t.Errorf("Stats().Queries = %d after two queries: the handle does not see the connector's counters", st.Queries)
+			}
 
 			// Prepared statements (client-side in transaction mode).
 			ins, err := db.PrepareContext(ctx, insert)
