@@ -174,8 +174,8 @@ func TestErrorClasses(t *testing.T) {
 
 	// Enqueue into a batch that is missing, another tenant's or finished:
 	// the statement writes nothing and returns no row.
-	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+id.String()+`"}`, `{""}`, `{""}`).
+	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueueFresh)).
+		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+id.String()+`"}`, `{""}`, `{}`).
 		WillReturnRows(sqlmock.NewRows(jobCols))
 	_, err = r.Jobs.Enqueue(ctx, tenant, NewJob{Kind: "scan", BatchID: &id})
 	wantClass(t, err, notFound, kNotFound)

@@ -229,7 +229,8 @@ func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, fie
 	}
 	n := len(jobs)
 	kinds, payloads, prios, runAts := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	maxes, batches, domains, ids := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	maxes, batches, domains := make([]string, n), make([]string, n), make([]string, n)
+	var ids []string // the chosen IDs; none: an empty array
 	chosen := make(map[uuid.UUID]int, n)
 	for i, j := range jobs {
 		prefix := ""
@@ -244,7 +245,7 @@ func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, fie
 				return nil, invalid(prefix+"id", "repeats %s[%d].id", field, k)
 			}
 			chosen[j.ID] = i
-			ids[i] = j.ID.String()
+			ids = append(ids, j.ID.String())
 		}
 		if err := checkJobKind(prefix+"kind", j.Kind); err != nil {
 			return nil, err
@@ -274,8 +275,12 @@ func (r *Jobs) enqueue(ctx context.Context, tenant uuid.UUID, jobs []NewJob, fie
 	if n == 0 {
 		return []Job{}, nil
 	}
+	stmt := sqlJobEnqueue
+	if len(chosen) == 0 {
+		stmt = sqlJobEnqueueFresh
+	}
 	out := []Job{}
-	err := r.q.SelectContext(ctx, &out, r.sql(sqlJobEnqueue), tenant,
+	err := r.q.SelectContext(ctx, &out, r.sql(stmt), tenant,
 		textArray(kinds), textArray(payloads), textArray(prios), textArray(runAts),
 		textArray(maxes), textArray(batches), textArray(domains), textArray(ids))
 	if err != nil {

@@ -95,8 +95,8 @@ func TestJobsEnqueueSQL(t *testing.T) {
 	r, mock := mockRepos(t)
 	tenant := uuid.New()
 	want := sampleJob(tenant)
-	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{""}`, `{""}`).
+	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueueFresh)).
+		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{""}`, `{}`).
 		WillReturnRows(jobRows(want))
 	got, err := r.Jobs.Enqueue(context.Background(), tenant, NewJob{Kind: "scan"})
 	if err != nil {
@@ -183,7 +183,7 @@ func TestJobsEnqueueManySQL(t *testing.T) {
 	runAt := time.Date(2030, 1, 2, 3, 4, 5, 600000000, time.FixedZone("x", 3600))
 	a, b := sampleJob(tenant), sampleJob(tenant)
 	b.BatchID, b.DomainID, b.Kind, b.Priority = &batch, &domain, `k"\`, -7
-	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
+	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueueFresh)).
 		WithArgs(tenant,
 			`{"scan","k\"\\"}`,
 			`{"{}","{\"a\": [1]}"}`,
@@ -192,7 +192,7 @@ func TestJobsEnqueueManySQL(t *testing.T) {
 			`{"3","9"}`,
 			`{"","`+batch.String()+`"}`,
 			`{"","`+domain.String()+`"}`,
-			`{"",""}`).
+			`{}`).
 		WillReturnRows(jobRows(a, b))
 	got, err := r.Jobs.EnqueueMany(context.Background(), tenant, []NewJob{
 		{Kind: "scan"},
@@ -220,8 +220,8 @@ func TestJobsEnqueueIntoClosedBatch(t *testing.T) {
 	t.Parallel()
 	r, mock := mockRepos(t)
 	tenant, batch := uuid.New(), uuid.New()
-	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+batch.String()+`"}`, `{""}`, `{""}`).
+	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueueFresh)).
+		WithArgs(tenant, `{"scan"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{"`+batch.String()+`"}`, `{""}`, `{}`).
 		WillReturnRows(sqlmock.NewRows(jobCols))
 	_, err := r.Jobs.Enqueue(context.Background(), tenant, NewJob{Kind: "scan", BatchID: &batch})
 	if !errors.Is(err, sqladapter.ErrNotFound) {
@@ -607,8 +607,8 @@ func TestJobsErrorsClassified(t *testing.T) {
 	t.Parallel()
 	r, mock := mockRepos(t)
 	ctx, tenant, domain := context.Background(), uuid.New(), uuid.New()
-	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueue)).
-		WithArgs(tenant, `{"k"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{"`+domain.String()+`"}`, `{""}`).
+	mock.ExpectQuery(render(DefaultSchema, sqlJobEnqueueFresh)).
+		WithArgs(tenant, `{"k"}`, `{"{}"}`, `{"0"}`, `{""}`, `{"3"}`, `{""}`, `{"`+domain.String()+`"}`, `{}`).
 		WillReturnError(&pgconn.PgError{Code: "23503", ConstraintName: "jobs_domain_fkey", Message: "violates foreign key"})
 	_, err := r.Jobs.Enqueue(ctx, tenant, NewJob{Kind: "k", DomainID: &domain})
 	var e *sqladapter.Error
@@ -657,7 +657,10 @@ func TestJobsSchema(t *testing.T) {
 	if _, err := r.Jobs.Get(context.Background(), tenant, tenant); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{sqlJobEnqueue, sqlJobClaim, sqlJobComplete, sqlJobFail, sqlJobCancel, sqlJobRescue} {
+	if strings.Contains(sqlJobEnqueueFresh, "ON CONFLICT") || !strings.Contains(sqlJobEnqueue, "ON CONFLICT (id) DO NOTHING") {
+		t.Errorf("the enqueue without chosen IDs must be the one with them, less ON CONFLICT:\n%s", sqlJobEnqueueFresh)
+	}
+	for _, s := range []string{sqlJobEnqueue, sqlJobEnqueueFresh, sqlJobClaim, sqlJobComplete, sqlJobFail, sqlJobCancel, sqlJobRescue} {
 		if r := render("Queue", s); strings.Contains(r, "{schema}") || strings.Contains(r, " jobs") || strings.Contains(r, " batches") {
 			t.Errorf("statement names an unqualified table: %s", r)
 		}

@@ -1,5 +1,7 @@
 package repo
 
+import "strings"
+
 // The statements of Jobs. Each is a constant with a {schema} placeholder
 // (see base.sql).
 
@@ -72,21 +74,20 @@ FROM fin LEFT JOIN bat ON true`
 // joining a batch grow its total; the batches are locked first (in id
 // order) and must all exist in the tenant unfinished, else nothing is
 // written and no row returned. A job's id is its element of $9 when the
-// caller chose one, else drawn in "input" (so that rows come back in input
-// order). When a chosen id is already taken by a committed job, nothing is
+// caller chose them ($9 is empty otherwise, and unnest pads it with NULLs),
+// else drawn in "input" (so that rows come back in input order). When a chosen id is already taken by a committed job, nothing is
 // written and no row returned (Jobs.enqueue then looks the ids up); one
 // taken by a job still uncommitted is waited for by ON CONFLICT, and
 // skipped. Batch totals grow by the jobs actually inserted.
 const sqlJobEnqueue = `WITH input AS (
-	SELECT COALESCE(NULLIF(t.id, '')::uuid, gen_random_uuid()) AS id, t.ord, t.kind, t.payload::jsonb AS payload,
+	SELECT COALESCE(t.id, gen_random_uuid()) AS id, t.ord, t.kind, t.payload::jsonb AS payload,
 		t.priority, COALESCE(NULLIF(t.run_at, '')::timestamptz, now()) AS run_at, t.max_attempts,
 		NULLIF(t.batch_id, '')::uuid AS batch_id, NULLIF(t.domain_id, '')::uuid AS domain_id
-	FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
+	FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::uuid[])
 		WITH ORDINALITY AS t(kind, payload, priority, run_at, max_attempts, batch_id, domain_id, id, ord)
 ),
 taken AS (
-	SELECT count(*) AS n FROM {schema}.jobs
-	WHERE id IN (SELECT NULLIF(c, '')::uuid FROM unnest($9::text[]) AS c)
+	SELECT count(*) AS n FROM {schema}.jobs WHERE id = ANY($9::uuid[])
 ),
 grow AS (
 	SELECT batch_id FROM input WHERE batch_id IS NOT NULL GROUP BY batch_id
@@ -115,6 +116,11 @@ grown AS (
 	WHERE b.tenant_id = $1 AND b.id = g.batch_id
 )
 SELECT ins.* FROM ins JOIN input i ON i.id = ins.id ORDER BY i.ord`
+
+// sqlJobEnqueueFresh is sqlJobEnqueue for jobs whose ids it draws itself,
+// which cannot conflict: without ON CONFLICT, whose speculative insertion
+// made an enqueue of 10,000 jobs 8–14% slower.
+var sqlJobEnqueueFresh = strings.Replace(sqlJobEnqueue, "\n\tON CONFLICT (id) DO NOTHING", "", 1)
 
 // sqlJobsByID reads jobs by id in any tenant: a repeated Enqueue checks
 // the jobs it found are the ones it asked for.
