@@ -151,8 +151,8 @@ type BatchOptions struct {
 	// statement commits, and the repeat then writes a second batch. A
 	// stored batch with another name or without a job for each of the
 	// call's domains — the ID was reused for another batch — or an ID
-	// taken in another tenant
-	// fails the call with an error matching sqladapter.ErrConflict.
+	// taken in another tenant fails the call with an error matching
+	// sqladapter.ErrConflict, and nothing is written.
 	ID uuid.UUID
 }
 
@@ -179,6 +179,8 @@ type BatchResult struct {
 // [NormalizeDomain]; forms of one name collapse into one job. Up to
 // [MaxBatchDomains] names; an invalid one rejects the whole batch before
 // anything is written, with a *[ValidationError] for field "domains[i]".
+// With [BatchOptions.ID] set it is safe to repeat after a failure (one
+// more statement, or two, reads the stored batch when the ID exists).
 func (r *Batches) Create(ctx context.Context, tenant uuid.UUID, domains []string, opts BatchOptions) (Batch, error) {
 	if err := requireTenant(tenant); err != nil {
 		return Batch{}, err
