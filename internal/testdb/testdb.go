@@ -39,7 +39,7 @@ type URLs struct {
 	Direct  string // PostgreSQL itself
 	Session string // PgBouncer, pool_mode=session
 	Tx      string // PgBouncer, pool_mode=transaction, pool_size=2
-	// The replica's URLs, when the stack has one (see GetReplica).
+	// The replica's URLs, when the stack has one (see GetUnlocked).
 	ReplicaDirect, ReplicaTx string
 }
 
