@@ -64,15 +64,7 @@ func (r *run) holdShared(t *testing.T) {
 	if !r.target.swapsConnections() {
 		return
 	}
-	rawControl.RLock()
-	ctx, cancel := context.WithTimeout(context.Background(), lockWait)
-	defer cancel()
-	l, err := lockDatabase(ctx, r.target.Config.DirectURL, false)
-	if err != nil {
-		rawControl.RUnlock()
-		t.Fatalf("waiting for any negative control on the database to end (advisory lock %#x over DirectURL): %v",
-			testdb.RawControlKey, err)
-	}
+	l := r.lockBoth(t, false, "any negative control on the database")
 	activeTests.Add(1)
 	t.Cleanup(func() {
 		activeTests.Add(-1)
@@ -87,15 +79,7 @@ func (r *run) holdShared(t *testing.T) {
 // when it ends.
 func (r *run) holdAlone(t *testing.T) {
 	t.Helper()
-	rawControl.Lock()
-	ctx, cancel := context.WithTimeout(context.Background(), lockWait)
-	defer cancel()
-	l, err := lockDatabase(ctx, r.target.Config.DirectURL, true)
-	if err != nil {
-		rawControl.Unlock()
-		t.Fatalf("waiting for the other tests on the database to end (advisory lock %#x over DirectURL): %v",
-			testdb.RawControlKey, err)
-	}
+	l := r.lockBoth(t, true, "the other tests on the database")
 	check := func(when string) {
 		if n := activeTests.Load(); n != 0 {
 			t.Errorf("%s: %d tests of this process are running", when, n)
@@ -114,4 +98,26 @@ func (r *run) holdAlone(t *testing.T) {
 		l.Release()
 		rawControl.Unlock()
 	})
+}
+
+// lockBoth takes the process's lock, then the database's, shared or
+// exclusively, waiting at most lockWait for holders of the other kind
+// (what it fails t with names them: waitingFor). The caller releases both.
+func (r *run) lockBoth(t *testing.T, exclusive bool, waitingFor string) dbLock {
+	t.Helper()
+	unlock := rawControl.RUnlock
+	if exclusive {
+		rawControl.Lock()
+		unlock = rawControl.Unlock
+	} else {
+		rawControl.RLock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lockWait)
+	defer cancel()
+	l, err := lockDatabase(ctx, r.target.Config.DirectURL, exclusive)
+	if err != nil {
+		unlock()
+		t.Fatalf("waiting for %s to end (advisory lock %#x over DirectURL): %v", waitingFor, testdb.RawControlKey, err)
+	}
+	return l
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // HoldShared's session
+	_ "github.com/jackc/pgx/v5/stdlib" // holdShared's session
 )
 
 // Environment variables naming the stack's URLs.
@@ -55,7 +55,7 @@ func Required() bool { return os.Getenv(EnvRequireDB) == "1" }
 func Get(t testing.TB) URLs {
 	t.Helper()
 	u := GetUnlocked(t, false)
-	HoldShared(t, u)
+	holdShared(t, u)
 	return u
 }
 
@@ -92,13 +92,13 @@ func GetUnlocked(t testing.TB, replica bool) URLs {
 	return u
 }
 
-// sharedWait bounds how long HoldShared waits for a negative control (in
+// sharedWait bounds how long holdShared waits for a negative control (in
 // another process, the conformance suite's takes about a minute).
 const sharedWait = 5 * time.Minute
 
-// HoldShared takes [RawControlKey] shared over u.Direct until t and its
+// holdShared takes [RawControlKey] shared over u.Direct until t and its
 // cleanups end (see [Get]).
-func HoldShared(t testing.TB, u URLs) {
+func holdShared(t testing.TB, u URLs) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), sharedWait)
 	defer cancel()
