@@ -136,7 +136,17 @@ func batchTests(t *testing.T, r *run) {
 		for i, commit := range []bool{true, false} {
 			var got repo.Batch
 			err := e.whileInFlight(t, commit, func(tx *sqladapter.Tx) error {
-				_, err := repo.New(tx, repo.WithSchema(e.schema)).Batches.Create(e.ctx, e.tenant, domains, inflight)
+				if _, err := repo.New(tx, repo.WithSchema(e.schema)).Batches.Create(e.ctx, e.tenant, domains, inflight); err != nil {
+					return err
+				}
+				// Why a lookup by name is no check: until the first attempt
+				// commits, another connection does not see its batch.
+				page, err := e.repos.Batches.List(e.ctx, e.tenant, repo.BatchFilter{}, repo.Page{Limit: 100})
+				for _, b := range page.Items {
+					if b.ID == inflight.ID {
+						t.Errorf("List on another connection saw the uncommitted batch")
+					}
+				}
 				return err
 			}, func() (err error) {
 				got, err = e.repos.Batches.Create(e.ctx, e.tenant, domains, inflight)
