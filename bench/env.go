@@ -14,8 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/scrapersky/poolsafe/driverconf"
 	"github.com/scrapersky/poolsafe/repo"
@@ -409,11 +410,14 @@ func ticks(f []string, i int) time.Duration {
 	return time.Duration(v) * 10 * time.Millisecond
 }
 
-// selfCPU is this process's CPU time.
+// selfCPU is this process's CPU time, from the kernel's per-thread
+// runtime in nanoseconds (CLOCK_PROCESS_CPUTIME_ID). getrusage's user and
+// system times are split from it by tick samples and kept monotonic
+// separately, which blurs the CPU time of a chunk of a few milliseconds.
 func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
 		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ts.Nano())
 }
