@@ -293,7 +293,9 @@ func (c Config) withDefaults() Config {
 // advisory locks): c itself unless c is in transaction mode, else c with
 // URL replaced by DirectURL and the pool mode inferred from it (direct
 // unless it says otherwise). Every field set explicitly — SSLMode,
-// timeouts, Driver, ApplicationName, Settings — is kept.
+// timeouts, Driver, ApplicationName, Settings — is kept; what [Parse] or
+// [FromEnv] read from URL's keys is not: DirectURL's own keys (its sslmode,
+// say) apply, as they would to a Config built by hand.
 func (c Config) Direct() (Config, error) {
 	if c.WithDefaults().PoolMode != Transaction {
 		return c, nil
@@ -305,13 +307,53 @@ func (c Config) Direct() (Config, error) {
 	if err != nil {
 		return Config{}, inDirectURL(err)
 	}
-	d := c
+	d := c.withoutURLKeys()
 	d.URL, d.DirectURL, d.src = c.DirectURL, "", p
 	d.PoolMode = p.mode
 	if d.PoolMode == "" {
 		d.PoolMode = Direct
 	}
 	return d, nil
+}
+
+// withoutURLKeys returns c without what Parse read from c.URL's keys into
+// its fields and Settings (the fields that still hold the value read), so
+// that another URL — DirectURL, a replica's — is read on its own terms, as
+// it is when c was built by hand: only what was set explicitly carries
+// over.
+func (c Config) withoutURLKeys() Config {
+	if c.src == nil || c.src.raw != c.URL {
+		return c // nothing was read into c's fields yet
+	}
+	var read Config
+	if err := c.src.fill(&read); err != nil {
+		return c
+	}
+	for i := range keys {
+		k := &keys[i]
+		if k.field == "" || !k.readIntoConfig() || c.src.fromEnv[k.field] {
+			continue
+		}
+		if f := read.fieldOf(k); !f.IsZero() && f.Equal(c.fieldOf(k)) {
+			c.fieldOf(k).SetZero()
+		}
+	}
+	if len(read.Settings) > 0 {
+		m := maps.Clone(c.Settings)
+		for name, v := range read.Settings {
+			if k := keyNamed[name]; k != nil && c.src.fromEnv[k.field] {
+				continue // a server timeout's "0" from a variable
+			}
+			if m[name] == v {
+				delete(m, name)
+			}
+		}
+		c.Settings = m
+	}
+	if c.PoolMode == c.src.mode {
+		c.PoolMode = ""
+	}
+	return c
 }
 
 // inDirectURL makes an error about reading DirectURL name that field.
@@ -342,9 +384,25 @@ func (c Config) TxSettings() [][2]string {
 		out = append(out, [2]string{"search_path", c.SearchPath})
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Settings)) {
+		if c.timeoutSet(k) {
+			continue // the field wins over a "0" kept in Settings
+		}
 		out = append(out, [2]string{k, c.Settings[k]})
 	}
 	return out
+}
+
+// timeoutSet reports whether name is a server timeout whose field is set.
+func (c Config) timeoutSet(name string) bool {
+	switch name {
+	case "statement_timeout":
+		return c.StatementTimeout > 0
+	case "lock_timeout":
+		return c.LockTimeout > 0
+	case "idle_in_transaction_session_timeout":
+		return c.IdleInTransactionTimeout > 0
+	}
+	return false
 }
 
 func formatMillis(d time.Duration) string {

@@ -81,6 +81,7 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 		if ok {
 			cfg.set(k, v)
+			cfg.src.fromEnv[k.field] = true
 		}
 	}
 	if err := cfg.Validate(); err != nil {

@@ -148,6 +148,7 @@ func TestFromEnv(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.want(&want)
+			want.src.fromEnv = got.src.fromEnv // which fields the variables set: TestVariablesCarryOverToDirectURL
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("fromEnv\n got %#v\nwant %#v", got, want)
 			}

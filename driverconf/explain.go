@@ -31,7 +31,11 @@ func (c Config) Explain() string {
 	}
 	line("driver:     %s (%s; the other is %s)", cfg.Driver, driverWhy, otherDriver(cfg.Driver))
 	line("pool mode:  %s (%s)", cfg.PoolMode, c.modeReason())
-	if notes := c.Notes(); len(notes) > 0 {
+	var notes []string
+	if p, err := c.source(); err == nil {
+		notes = p.notes // also for a Config built by hand, which Notes leaves empty
+	}
+	if len(notes) > 0 {
 		line("URL keys:")
 		for _, n := range notes {
 			line("  %s", n)

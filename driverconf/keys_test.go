@@ -8,7 +8,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -65,7 +64,7 @@ func TestKeysDoWhatTheTableSays(t *testing.T) {
 			if v == "" {
 				v = samples[k.value]
 			}
-			u := "postgres://u:p@h/db?" + n + "=" + url.QueryEscape(v)
+			u := "postgres://u:p@h/db?" + n + "=" + queryEscape(v)
 			for _, d := range []Driver{PGX, PQ} {
 				r, err := Config{URL: u, Driver: d}.resolve()
 				if k.use == passed {

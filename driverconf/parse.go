@@ -17,6 +17,7 @@ type connString struct {
 	mode     PoolMode          // inferred pool mode, "" when nothing says
 	byKey    bool              // mode came from a key, not from the port
 	notes    []string
+	fromEnv  map[string]bool // fields FromEnv set from variables after reading the string: not the string's
 }
 
 type kv struct{ k, v string }
@@ -71,7 +72,7 @@ func parseConnString(raw string) (*connString, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &connString{raw: raw, values: map[string]string{}, settings: map[string]string{}}
+	p := &connString{raw: raw, values: map[string]string{}, settings: map[string]string{}, fromEnv: map[string]bool{}}
 	return p, p.classify(pairs)
 }
 
@@ -290,7 +291,7 @@ func validSettingName(name string) bool {
 }
 
 // errBadURL never quotes the URL: parts of it may be the password.
-var errBadURL = fieldErr("URL", "is not a valid postgres:// URL; percent-encode special characters (such as / @ : # ? %% and spaces) in the user name and password")
+var errBadURL = fieldErr("URL", "is not a valid postgres:// URL; percent-encode special characters (such as / @ : # ? %% and spaces) in the user name, the password and query values")
 
 // parsePostgresURL parses a postgres:// URL, refusing what a PostgreSQL URL
 // cannot have: a fragment, or a host with an empty port. Both come from an
@@ -306,7 +307,43 @@ func parsePostgresURL(raw string) (*url.URL, error) {
 		// (postgres://user:12/word@host/db).
 		return nil, errBadURL
 	}
+	if userinfo(raw, "/") != userinfo(raw, "/?") {
+		// libpq ends the user name and password at the first "@" before
+		// the first "/"; Go's parser ends the authority at a "?" too. They
+		// disagree when the password holds an unencoded "?", whose rest
+		// would become a query key and value
+		// (postgres://app:5432?tenant=word@host/db).
+		return nil, errBadURL
+	}
+	if u.User == nil && strings.Contains(u.RawQuery, "@") {
+		// No user name, but an "@" in the query: the password held "/"
+		// and "?", and its rest and the real host went into the query
+		// (postgres://app:12/ab?x=word@host/db). A query value that
+		// really holds an "@" (with the user from PGUSER) must then be
+		// written %40.
+		return nil, errBadURL
+	}
 	return u, nil
+}
+
+// userinfo returns the user name and password part of a postgres:// URL as
+// a parser reads it that ends the authority at the first of ends: the text
+// before the authority's first "@" (libpq), or before its last (Go's
+// net/url) when "?" ends the authority too; "" when there is none.
+func userinfo(raw, ends string) string {
+	rest := raw[strings.Index(raw, "://")+3:]
+	auth := rest
+	if i := strings.IndexAny(rest, ends); i >= 0 {
+		auth = rest[:i]
+	}
+	at := strings.Index(auth, "@")
+	if strings.Contains(ends, "?") {
+		at = strings.LastIndex(auth, "@")
+	}
+	if at < 0 {
+		return ""
+	}
+	return auth[:at]
 }
 
 // splitURL reads a postgres:// URL into key/value pairs, libpq names.
@@ -374,8 +411,9 @@ func splitQuery(raw string) ([]kv, error) {
 			continue
 		}
 		rk, rv, _ := strings.Cut(part, "=")
-		k, err1 := url.QueryUnescape(rk)
-		v, err2 := url.QueryUnescape(rv)
+		// libpq decodes %XX only: a "+" is a plus sign, not a space.
+		k, err1 := url.PathUnescape(rk)
+		v, err2 := url.PathUnescape(rv)
 		if err1 != nil || err2 != nil || k == "" {
 			return nil, fieldErr("URL", "has a malformed query string (check %%-escapes and separators)")
 		}
@@ -498,8 +536,8 @@ func (p *connString) fill(c *Config) error {
 		if k.oneName && len(given) > 1 {
 			return fieldErr(given[0], "conflicts with %s; keep one", given[1])
 		}
-		if k.field != "" && !c.fieldOf(k).IsZero() {
-			continue
+		if k.field != "" && (!c.fieldOf(k).IsZero() || k.use == setting && c.Settings[k.name] == "0") {
+			continue // set explicitly; a server timeout's explicit 0 is kept in Settings
 		}
 		v, err := k.value.parse(p.values[given[0]], false)
 		if err != nil {

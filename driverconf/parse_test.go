@@ -143,7 +143,8 @@ func TestParseFields(t *testing.T) {
 
 		// strings
 		{"search_path", base + "?search_path=tenant%2Cpublic", driverconf.Config{SearchPath: "tenant,public"}},
-		{"application_name", base + "?application_name=my+worker", driverconf.Config{ApplicationName: "my worker"}},
+		{"application_name", base + "?application_name=my%20worker", driverconf.Config{ApplicationName: "my worker"}},
+		{"plus sign in a value (libpq and pgx keep it)", base + "?application_name=my+worker", driverconf.Config{ApplicationName: "my+worker"}},
 		{"fallback_application_name", base + "?fallback_application_name=fb", driverconf.Config{ApplicationName: "fb"}},
 		{"application_name beats fallback", base + "?application_name=a&fallback_application_name=fb", driverconf.Config{ApplicationName: "a"}},
 		{"sslmode", base + "?sslmode=require", driverconf.Config{SSLMode: "require"}},

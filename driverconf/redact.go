@@ -38,7 +38,7 @@ func RedactURL(s string) string {
 		if changed {
 			parts := make([]string, len(q))
 			for i, e := range q {
-				parts[i] = url.QueryEscape(e.k) + "=" + url.QueryEscape(e.v)
+				parts[i] = queryEscape(e.k) + "=" + queryEscape(e.v)
 			}
 			u.RawQuery = strings.Join(parts, "&")
 		}
@@ -55,6 +55,10 @@ func RedactURL(s string) string {
 	}
 	return joinDSN(pairs)
 }
+
+// queryEscape escapes s for a URL query as libpq reads one: %XX only, so a
+// space is %20, not "+".
+func queryEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
 
 func isSecretKey(k string) bool { return k == "password" || k == "sslpassword" }
 

@@ -105,7 +105,7 @@ var passwordForms = []passwordForm{
 		return "postgres://app:" + pw + "@db.example.com/app" + withQuery(q)
 	}},
 	{"URL query, encoded", true, false, func(pw, q string) string {
-		return "postgres://app@db.example.com:5432/app?" + joinQuery("password="+url.QueryEscape(pw), q)
+		return "postgres://app@db.example.com:5432/app?" + joinQuery("password="+queryEscape(pw), q)
 	}},
 	{"URL query, not encoded", false, true, func(pw, q string) string {
 		return "postgres://app@db.example.com:5432/app?" + joinQuery("password="+pw, q)
@@ -134,8 +134,8 @@ func dsnPairs(q string) string {
 		if !ok {
 			continue
 		}
-		k, _ = url.QueryUnescape(k)
-		v, _ = url.QueryUnescape(v)
+		k, _ = url.PathUnescape(k)
+		v, _ = url.PathUnescape(v)
 		b.WriteString(" " + k + "=" + quoteValue(v))
 	}
 	return b.String()

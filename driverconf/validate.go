@@ -165,7 +165,7 @@ func (c Config) replicas() ([]Config, error) {
 			}
 			return nil, fieldErr(field, "cannot be read")
 		}
-		r := c
+		r := c.withoutURLKeys()
 		r.URL, r.src, r.DirectURL, r.ReplicaURLs = u, p, "", nil
 		if p.mode != "" {
 			r.PoolMode = p.mode
