@@ -77,14 +77,7 @@ func TestOtherURLsReadTheirOwnKeys(t *testing.T) {
 	}
 	cfg.DirectURL = "postgres://u:p@db:5432/db?sslmode=disable"
 	cfg.LockTimeout = 3 * time.Second // explicit: carries over
-	d, err := cfg.Direct()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := d.resolve()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := resolvedDirect(t, cfg)
 	if r.cfg.SSLMode != "disable" || r.cfg.ApplicationName != "" || r.cfg.StatementTimeout != 0 || r.cfg.SearchPath != "" {
 		t.Errorf("Direct() kept the pooled URL's keys: sslmode %q, application_name %q, statement_timeout %s, search_path %q",
 			r.cfg.SSLMode, r.cfg.ApplicationName, r.cfg.StatementTimeout, r.cfg.SearchPath)
@@ -110,9 +103,8 @@ func TestOtherURLsReadTheirOwnKeys(t *testing.T) {
 
 	// A field set explicitly after Parse, to another value than the URL's, is kept.
 	cfg.SSLMode = "verify-ca"
-	d, _ = cfg.Direct()
-	if r, err := d.resolve(); err != nil || r.cfg.SSLMode != "verify-ca" {
-		t.Errorf("Direct() dropped an explicit SSLMode: %v %v", r, err)
+	if r := resolvedDirect(t, cfg); r.cfg.SSLMode != "verify-ca" {
+		t.Errorf("Direct() dropped an explicit SSLMode: %q", r.cfg.SSLMode)
 	}
 }
 
@@ -129,14 +121,7 @@ func TestVariablesCarryOverToDirectURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := cfg.Direct()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := d.resolve()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := resolvedDirect(t, cfg)
 	got := map[string]string{}
 	for _, s := range r.cfg.TxSettings() {
 		got[s[0]] = s[1]
@@ -189,6 +174,20 @@ func TestExplicitTimeoutsWinOverTheURL(t *testing.T) {
 	if got["statement_timeout"] != "0" || got["lock_timeout"] != "2000ms" {
 		t.Errorf("TxSettings = %v, want statement_timeout 0 (DB_STATEMENT_TIMEOUT) and lock_timeout 2000ms (URL)", r.cfg.TxSettings())
 	}
+}
+
+// resolvedDirect resolves cfg.Direct().
+func resolvedDirect(t *testing.T, cfg Config) *resolved {
+	t.Helper()
+	d, err := cfg.Direct()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // Explain reports the URL's keys for a Config built by hand too.
