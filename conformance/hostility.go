@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // raw pgx, for the negative control
 	_ "github.com/lib/pq"              // raw lib/pq, for the negative control
@@ -58,6 +59,32 @@ func hostilityTests(t *testing.T, r *run) {
 			return 0, 0, nil
 		})
 		requireClean(t, res, 8*40)
+	})
+
+	// Other callers' deadlines never fail a query that has none: a
+	// connection a deadline broke is closed, not put back in the pool for
+	// the next caller to find broken.
+	// With more callers than connections, database/sql hands a connection
+	// put back to a waiting caller without trying another.
+	r.test(t, "OthersDeadlinesSpareMyQueries", func(t *testing.T) {
+		e := r.newEnv(t)
+		cfg := e.cfg
+		cfg.MaxOpenConns, cfg.MaxIdleConns = 4, 4
+		db := openDB(t, cfg)
+		const perG = 80
+		res := testdb.Load(e.ctx, 6, perG, func(ctx context.Context, g, i int) (int64, int64, error) {
+			if g%2 == 0 {
+				qctx, cancel := context.WithTimeout(ctx, time.Duration(1+(g*perG+i)%20)*time.Millisecond)
+				defer cancel()
+				var v int64
+				_ = db.QueryRowContext(qctx, "SELECT $1::int8 FROM pg_sleep(0.01)", i).Scan(&v) // may time out
+				return 0, 0, nil
+			}
+			var v int64
+			err := db.QueryRowContext(ctx, "SELECT $1::int8", i).Scan(&v)
+			return v, int64(i), err
+		})
+		requireClean(t, res, 6*perG)
 	})
 
 	// DDL between queries does not break later queries: no plan or

@@ -321,6 +321,14 @@ func (c *conn) IsValid() bool {
 	if c.validator != nil && !c.validator.IsValid() {
 		return false
 	}
+	if c.pgx != nil && c.pgx.Conn().IsClosed() {
+		// pgx closes the connection when a context ends a query
+		// mid-flight, but its stdlib.Conn has no IsValid of its own, and
+		// the transaction status still reads idle: without this check
+		// database/sql would pool it, and hand it to a caller waiting for
+		// a connection, who would get driver.ErrBadConn.
+		return false
+	}
 	st, ok := c.txStatus()
 	return !ok || st == txIdle
 }
