@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/scrapersky/poolsafe/sqladapter"
 )
 
 // valueCase stores arg in a column of type col and scans it back.
@@ -191,6 +193,53 @@ func valueTests(t *testing.T, r *run) {
 		}
 	})
 	byteaEscapeTests(t, r)
+	r.test(t, "TimeArgumentIntoDate", func(t *testing.T) {
+		// A time.Time bound to a date parameter is its date in its own
+		// zone, as both raw drivers send it; into timestamp it is the UTC
+		// wall clock (the package documentation), into timestamptz the
+		// instant. Near midnight the UTC date is another day.
+		e := r.newEnv(t, "CREATE TABLE {s}.days (d date, ts timestamp, tz timestamptz)")
+		cet, nyc := time.FixedZone("CET", 3600), time.FixedZone("EST", -5*3600)
+		for _, tc := range []struct {
+			at        time.Time
+			day, wall string
+		}{
+			{time.Date(2024, 1, 2, 0, 30, 0, 0, cet), "2024-01-02", "2024-01-01 23:30:00"},
+			{time.Date(2024, 1, 2, 22, 0, 0, 0, nyc), "2024-01-02", "2024-01-03 03:00:00"},
+			{time.Date(2024, 1, 2, 12, 0, 0, 0, time.UTC), "2024-01-02", "2024-01-02 12:00:00"},
+		} {
+			var day, wall string
+			var back time.Time
+			q := "SELECT $1::date::text, $2::timestamp::text, $3::timestamptz"
+			if err := e.db.QueryRowContext(e.ctx, q, tc.at, tc.at, tc.at).Scan(&day, &wall, &back); err != nil {
+				t.Fatalf("%v: %v", tc.at, err)
+			}
+			if day != tc.day || wall != tc.wall || !back.Equal(tc.at) {
+				t.Errorf("%v as date, timestamp, timestamptz = %s, %s, %v; want %s, %s and the same instant", tc.at, day, wall, back, tc.day, tc.wall)
+			}
+			// The same through a table, in a transaction, and a prepared statement.
+			err := e.db.InTx(e.ctx, func(tx *sqladapter.Tx) error {
+				if _, err := tx.ExecContext(e.ctx, "DELETE FROM "+e.schema+".days"); err != nil {
+					return err
+				}
+				stmt, err := tx.PrepareContext(e.ctx, "INSERT INTO "+e.schema+".days VALUES ($1, $2, $3)")
+				if err != nil {
+					return err
+				}
+				defer stmt.Close()
+				if _, err := stmt.ExecContext(e.ctx, tc.at, tc.at, tc.at); err != nil {
+					return err
+				}
+				return tx.QueryRowContext(e.ctx, "SELECT d::text, ts::text FROM "+e.schema+".days").Scan(&day, &wall)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if day != tc.day || wall != tc.wall {
+				t.Errorf("%v stored as date, timestamp = %s, %s; want %s, %s", tc.at, day, wall, tc.day, tc.wall)
+			}
+		}
+	})
 	r.test(t, "OtherTypesAsStrings", func(t *testing.T) {
 		// Values of types neither driver decodes (an enum here, hstore or
 		// any extension type alike) come as a string, as on pgx, where

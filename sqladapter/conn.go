@@ -198,7 +198,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 // ConnectorOptions.Settings), so that the arguments are described with the
 // settings (search_path) in force. Then it refuses what the statement
 // cannot do through this driver and sends []byte arguments the same way on
-// both drivers (see bytesArgs). tx is nil when no transaction was begun.
+// both drivers (see typedArgs). tx is nil when no transaction was begun.
 func (c *conn) begin(ctx context.Context, op, query string, args []driver.NamedValue) (driver.Tx, []driver.NamedValue, error) {
 	acquired(ctx)
 	var tx driver.Tx
@@ -223,7 +223,7 @@ func rollback(tx driver.Tx) {
 }
 
 // prepareArgs refuses what a statement cannot do through this driver and
-// sends []byte arguments the same way on both drivers (see bytesArgs).
+// sends []byte arguments the same way on both drivers (see typedArgs).
 func (c *conn) prepareArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
 	word := leadingWord(query) // one pass for both keyword checks
 	if copyFromStdin(query, word) {
@@ -233,7 +233,7 @@ func (c *conn) prepareArgs(ctx context.Context, query string, args []driver.Name
 		return nil, errCopyNeedsPQ
 	}
 	c.c.desc.observe(query, word, args)
-	return c.bytesArgs(ctx, query, args)
+	return c.typedArgs(ctx, query, args)
 }
 
 // ownTx reports whether a statement outside a transaction must run in a

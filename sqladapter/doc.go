@@ -66,6 +66,7 @@
 //	arg json.RawMessage → jsonb  stored                error                      stored
 //	arg time.Time → timestamp,
 //	  time                       UTC wall clock        the value's own zone       UTC wall clock
+//	arg time.Time → date         the value's own zone  the value's own zone       the value's own zone
 //	arg time.Duration → interval stored               nanoseconds as seconds     stored (sent as microseconds)
 //	arg Valuer → []byte → text   stored as hex "\x…"   stored as the text         stored as the text
 //	arg Valuer → []byte → jsonb  error                 error                      stored as JSON text
@@ -96,9 +97,12 @@
 // allowed, fails on both drivers.
 //
 // A []byte argument is sent as bytes only where the parameter is bytea;
-// elsewhere it is sent as text. The parameter types come from describing
-// the statement once per SQL text (one self-contained round trip, cached),
-// and only for statements that have a []byte argument.
+// elsewhere it is sent as text. A time.Time whose zone is not at UTC's
+// offset is sent as its date in its own zone where the parameter is a
+// date (otherwise the UTC date could be the day before or after), and in
+// UTC elsewhere. The parameter types come from describing the statement
+// once per SQL text (one self-contained round trip, cached), and only for
+// statements that have such an argument.
 //
 // # PgBouncer and Supabase's pooler
 //

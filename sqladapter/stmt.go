@@ -122,9 +122,15 @@ func (s *driverStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 func (s *driverStmt) args(ctx context.Context, args []driver.NamedValue) ([]driver.NamedValue, error) {
 	acquired(ctx)
 	if s.copy {
+		// COPY's rows: no parameter types to ask for; a time goes in UTC.
+		for i, a := range args {
+			if hasOffset(a.Value) {
+				args[i].Value = a.Value.(time.Time).UTC()
+			}
+		}
 		return args, nil
 	}
-	return s.c.bytesArgs(ctx, s.query, args)
+	return s.c.typedArgs(ctx, s.query, args)
 }
 
 // CheckNamedValue normalises the argument, then lets the statement or the

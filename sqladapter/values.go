@@ -64,12 +64,12 @@ func normaliseArg(nv *driver.NamedValue) error {
 			nv.Value = string(*v)
 		}
 	case time.Time:
-		nv.Value = v.UTC()
+		nv.Value = utcUnlessOffset(v)
 	case *time.Time:
 		if v == nil {
 			nv.Value = nil
 		} else {
-			nv.Value = v.UTC()
+			nv.Value = utcUnlessOffset(*v)
 		}
 	case time.Duration:
 		nv.Value = formatInterval(v)
@@ -109,46 +109,101 @@ func callValuer(v driver.Valuer) (driver.Value, error) {
 
 var valuerType = reflect.TypeFor[driver.Valuer]()
 
+// utcUnlessOffset returns t in UTC when its zone is UTC's (time.Local on a
+// UTC machine, say): then its date and its UTC wall clock are the same. A
+// time with an offset stays as it is until typedArgs knows its parameter's
+// type: a date parameter takes the date in t's own zone, everything else
+// the UTC wall clock (see the package documentation).
+func utcUnlessOffset(t time.Time) time.Time {
+	if _, off := t.Zone(); off == 0 {
+		return t.UTC()
+	}
+	return t
+}
+
+// hasOffset reports a time.Time argument utcUnlessOffset left in its zone.
+func hasOffset(v any) bool {
+	t, ok := v.(time.Time)
+	return ok && t.Location() != time.UTC
+}
+
+// formatDate writes t's date in its own zone as PostgreSQL reads a date.
+func formatDate(t time.Time) string {
+	if y := t.Year(); y <= 0 {
+		return fmt.Sprintf("%04d-%02d-%02d BC", 1-y, t.Month(), t.Day())
+	}
+	return t.Format("2006-01-02")
+}
+
 // formatInterval writes d as a PostgreSQL interval literal.
 func formatInterval(d time.Duration) string {
 	return strconv.FormatInt(d.Microseconds(), 10) + " microseconds"
 }
 
-// bytesArgs sends each []byte argument as text unless its parameter is
-// bytea, so that JSON in a []byte reaches json/jsonb columns, text columns
-// get the text and bytea columns the bytes — whatever the driver. The
-// parameter types come from describing the statement (see describeCache).
-// A statement the server cannot describe fails here with the server's
-// error, as it would when run: inside a transaction the failed describe
-// has aborted the transaction, so the statement must not be sent.
-func (c *conn) bytesArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
-	has := false
+// typedArgs sends the arguments whose encoding depends on their
+// parameter's type the same way on both drivers: each []byte as text
+// unless its parameter is bytea, so that JSON in a []byte reaches json/jsonb
+// columns, text columns get the text and bytea columns the bytes; each
+// time.Time with an offset (utcUnlessOffset) as its date in its own zone
+// if its parameter is a date — as both raw drivers send it — else in UTC.
+// The parameter types come from describing the statement (see
+// describeCache), only when such an argument is there. A statement the
+// server cannot describe fails here with the server's error, as it would
+// when run: inside a transaction the failed describe has aborted the
+// transaction, so the statement must not be sent.
+func (c *conn) typedArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
+	has, times := false, false
 	for _, a := range args {
 		if _, ok := a.Value.([]byte); ok {
 			has = true
-			break
+		} else if hasOffset(a.Value) {
+			has, times = true, true
 		}
 	}
-	if !has || c.c.opts.Driver == "" {
+	if !has {
 		return args, nil
 	}
-	types, err := c.cachedDescribe(ctx, query)
-	if errors.Is(err, errNotDescribable) {
+	var types []string
+	if c.c.opts.Driver != "" {
+		var err error
+		types, err = c.cachedDescribe(ctx, query)
+		if err != nil && !errors.Is(err, errNotDescribable) {
+			return nil, err
+		}
+	} else if !times {
 		return args, nil
 	}
-	if err != nil {
-		return nil, err
+	typeOf := func(a driver.NamedValue) string {
+		if a.Ordinal-1 < len(types) {
+			return types[a.Ordinal-1]
+		}
+		return ""
 	}
 	var out []driver.NamedValue
 	for i, a := range args {
-		b, ok := a.Value.([]byte)
-		if !ok || a.Ordinal-1 >= len(types) || types[a.Ordinal-1] == "bytea" || types[a.Ordinal-1] == "" {
+		var v any
+		switch x := a.Value.(type) {
+		case []byte:
+			if t := typeOf(a); t == "bytea" || t == "" {
+				continue
+			}
+			v = string(x)
+		case time.Time:
+			if !hasOffset(x) {
+				continue
+			}
+			if typeOf(a) == "date" {
+				v = formatDate(x)
+			} else {
+				v = x.UTC()
+			}
+		default:
 			continue
 		}
 		if out == nil {
 			out = append([]driver.NamedValue(nil), args...)
 		}
-		out[i].Value = string(b)
+		out[i].Value = v
 	}
 	if out == nil {
 		return args, nil
