@@ -185,6 +185,26 @@ func statementTests(t *testing.T, r *run) {
 			t.Errorf("transaction_isolation = %q, %v; want repeatable read", level, err)
 		}
 	})
+	// A procedure or DO block may COMMIT, which PostgreSQL refuses inside a
+	// transaction block: with settings configured, CALL and DO outside a
+	// transaction run as they are, not in a transaction of their own.
+	r.test(t, "ProcedureThatCommits", func(t *testing.T) {
+		e := r.newEnv(t, "CREATE TABLE {s}.t (v int)",
+			"CREATE PROCEDURE {s}.two() LANGUAGE plpgsql AS $$BEGIN INSERT INTO {s}.t VALUES (1); COMMIT; INSERT INTO {s}.t VALUES (2); END$$")
+		cfg := e.cfg
+		cfg.StatementTimeout = 5 * time.Second
+		db := openDB(t, cfg)
+		if _, err := db.ExecContext(e.ctx, "CALL "+e.schema+".two()"); err != nil {
+			t.Errorf("CALL of a procedure that commits: %v", err)
+		}
+		if _, err := db.ExecContext(e.ctx, "DO $$BEGIN INSERT INTO "+e.schema+".t VALUES (3); COMMIT; END$$"); err != nil {
+			t.Errorf("DO block that commits: %v", err)
+		}
+		var n int
+		if err := db.QueryRowContext(e.ctx, "SELECT count(*) FROM "+e.schema+".t").Scan(&n); err != nil || n != 3 {
+			t.Errorf("%d rows, %v; want 3", n, err)
+		}
+	})
 	r.test(t, "RawBeginNotLeftOpen", func(t *testing.T) {
 		e := r.newEnv(t, "CREATE TABLE {s}.t (v int)")
 		cfg := e.cfg

@@ -58,8 +58,13 @@ type ConnectorOptions struct {
 	// Settings are server settings applied with set_config(name, value,
 	// true) at the start of every transaction, and around every statement
 	// run outside one (which then runs in a transaction of its own: three
-	// more round trips). Use them where the settings cannot be startup
-	// parameters — behind a transaction pooler. Defaults to none.
+	// more round trips). Statements PostgreSQL refuses inside a
+	// transaction block (VACUUM, CREATE INDEX CONCURRENTLY, …), and CALL
+	// and DO, whose procedure or block may COMMIT, run outside one as they
+	// are, without these settings: give them the settings in a
+	// transaction, or on the role. Use Settings where the settings cannot
+	// be startup parameters — behind a transaction pooler. Defaults to
+	// none.
 	Settings []Setting
 
 	// LogArgs includes query arguments in log records. Defaults to false:

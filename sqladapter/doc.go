@@ -116,7 +116,9 @@
 // trip), and around every statement outside one, which then runs in a
 // transaction of its own (BEGIN, set_config, the statement, COMMIT: four
 // round trips instead of one — set them on the role with ALTER ROLE … SET
-// to pay nothing). What it cannot make safe, it does not do: LISTEN/NOTIFY,
+// to pay nothing); statements that cannot run in a transaction block, and
+// CALL and DO (a procedure may COMMIT), run as they are, without them.
+// What it cannot make safe, it does not do: LISTEN/NOTIFY,
 // session advisory locks, temporary tables that outlive a transaction and
 // session-level SET need a session — open those connections on a direct or
 // session-mode URL. A connection returned to the pool while still inside a

@@ -219,8 +219,9 @@ func firstWords(query string, n int) []string {
 }
 
 // transactional reports whether a statement may be wrapped in a
-// transaction of its own: not transaction control, and none of the
-// commands PostgreSQL refuses inside a transaction block.
+// transaction of its own: not transaction control, none of the commands
+// PostgreSQL refuses inside a transaction block, and not CALL or DO, whose
+// procedure or block may COMMIT, which it refuses there too.
 func transactional(query string) bool {
 	w := firstWords(query, 3)
 	if len(w) == 0 {
@@ -228,7 +229,7 @@ func transactional(query string) bool {
 	}
 	switch w[0] {
 	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
-		"PREPARE", "VACUUM", "CLUSTER", "DISCARD", "CHECKPOINT", "REINDEX":
+		"PREPARE", "VACUUM", "CLUSTER", "DISCARD", "CHECKPOINT", "REINDEX", "CALL", "DO":
 		return false
 	case "CREATE", "DROP", "ALTER":
 		if len(w) > 1 {
