@@ -17,13 +17,11 @@ import (
 )
 
 // migrateCfg returns the configuration of the migration tests and drops
-// schema when t ends.
-func migrateCfg(t *testing.T, drv driverconf.Driver, schema string) driverconf.Config {
+// schema when t ends. u is t's one testdb.Get: taking the shared lock again
+// while holding it would queue behind a negative control waiting for the
+// lock this test already holds.
+func migrateCfg(t *testing.T, u testdb.URLs, drv driverconf.Driver, schema string) driverconf.Config {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("database test (-short)")
-	}
-	u := testdb.Get(t)
 	t.Cleanup(func() {
 		d, err := driverconf.Open(driverconf.Config{URL: u.Direct, PoolMode: driverconf.Direct, MaxOpenConns: 1})
 		if err != nil {
@@ -38,15 +36,24 @@ func migrateCfg(t *testing.T, drv driverconf.Driver, schema string) driverconf.C
 	return driverconf.Config{URL: u.Tx, DirectURL: u.Direct, Driver: drv, PoolMode: driverconf.Transaction}
 }
 
+// migrateURLs is testdb.Get for a migration test.
+func migrateURLs(t *testing.T) testdb.URLs {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("database test (-short)")
+	}
+	return testdb.Get(t)
+}
+
 // Migrate, MigrationVersion and MigrateDown run any number of times on a
 // schema, whether its name needs quoting (capitals) or not, and they all
 // use the one version table in that schema.
 func TestMigrateRepeatedQuotedAndPlainSchema(t *testing.T) {
 	forDrivers(t, func(t *testing.T, drv driverconf.Driver) {
-		ctx := context.Background()
+		u, ctx := migrateURLs(t), context.Background()
 		suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 		for _, schema := range []string{"Tenant" + suffix, "tenant_" + suffix} {
-			cfg := migrateCfg(t, drv, schema)
+			cfg := migrateCfg(t, u, drv, schema)
 			opt := repo.WithSchema(schema)
 			for i := range 2 {
 				if err := repo.Migrate(ctx, cfg, opt); err != nil {
@@ -87,13 +94,13 @@ func TestMigrateRepeatedQuotedAndPlainSchema(t *testing.T) {
 // creates the schema, the other waits and finds it.
 func TestMigrateConcurrentNewSchema(t *testing.T) {
 	forDrivers(t, func(t *testing.T, drv driverconf.Driver) {
-		ctx := context.Background()
+		u, ctx := migrateURLs(t), context.Background()
 		for round := range 8 {
 			schema := "mig_conc_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 			if round%2 == 1 {
 				schema = "MigConc" + schema[len("mig_conc_"):]
 			}
-			cfg := migrateCfg(t, drv, schema)
+			cfg := migrateCfg(t, u, drv, schema)
 			var wg sync.WaitGroup
 			errs := make([]error, 2)
 			for i := range errs {
