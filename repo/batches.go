@@ -288,8 +288,9 @@ func (r *Batches) List(ctx context.Context, tenant uuid.UUID, filter BatchFilter
 // Cancel cancels a batch of the tenant in one statement: every queued or
 // running job of it is cancelled and counted (the workers of running ones
 // get [ErrLeaseLost] from their next call), and an unfinished batch
-// becomes cancelled. Cancelling a cancelled batch changes nothing; a
-// batch that finished otherwise keeps its status, and the call fails
+// becomes cancelled. Cancelling a cancelled batch changes nothing (the
+// row is not written; its UpdatedAt stays); a batch that finished
+// otherwise keeps its status, is not written either, and the call fails
 // with an error matching sqladapter.ErrConflict. A missing batch matches
 // sqladapter.ErrNotFound.
 func (r *Batches) Cancel(ctx context.Context, tenant, id uuid.UUID) (BatchResult, error) {
@@ -323,8 +324,9 @@ func (r *Batches) Cancel(ctx context.Context, tenant, id uuid.UUID) (BatchResult
 // BeginTxx (*sqlx.DB). Any other querier fails with an error before
 // anything is sent, rather than run the two statements outside a
 // transaction. An unfinished batch with claimed jobs becomes running; a
-// finished batch keeps its status. A missing batch matches
-// sqladapter.ErrNotFound.
+// finished batch keeps its status. A batch whose counters, status and
+// finish are already right is not written (its UpdatedAt stays). A
+// missing batch matches sqladapter.ErrNotFound.
 func (r *Batches) Reconcile(ctx context.Context, tenant, id uuid.UUID) (BatchResult, error) {
 	if err := requireTenant(tenant); err != nil {
 		return BatchResult{}, err

@@ -61,7 +61,9 @@ LIMIT $5 OFFSET $6`
 // order, as sqlJobCompleteMany locks its jobs, so the two cannot deadlock
 // — then locks the batch (the order every job statement takes: jobs, then
 // batches) and counts them. "locked" sees the batch's latest version, as
-// in sqlJobTally, so was_finished is exact.
+// in sqlJobTally, so was_finished is exact. A finished batch none of whose
+// jobs was cancelled is not written (its updated_at stays): it comes back
+// from "locked" as it is.
 const sqlBatchCancel = `WITH cj AS (
 	UPDATE {schema}.jobs SET
 		state = 'cancelled',
@@ -80,7 +82,7 @@ n AS (
 	SELECT count(*)::int AS n FROM cj
 ),
 locked AS (
-	SELECT b.id, b.finished_at
+	SELECT b.*
 	FROM {schema}.batches b, n
 	WHERE b.tenant_id = $1 AND b.id = $2
 	FOR UPDATE OF b
@@ -91,10 +93,12 @@ bat AS (
 		status = CASE WHEN b.finished_at IS NULL THEN 'cancelled' ELSE b.status END,
 		finished_at = COALESCE(b.finished_at, now())
 	FROM locked l, n
-	WHERE b.id = l.id
+	WHERE b.id = l.id AND (l.finished_at IS NULL OR n.n > 0)
 	RETURNING b.*, l.finished_at IS NOT NULL AS was_finished, n.n AS jobs_cancelled
 )
-SELECT ` + batchColumns + `, was_finished, jobs_cancelled FROM bat`
+SELECT ` + batchColumns + `, was_finished, jobs_cancelled FROM bat
+UNION ALL
+SELECT ` + batchColumns + `, true, 0 FROM locked WHERE NOT EXISTS (SELECT FROM bat)`
 
 // sqlBatchLock starts Batches.Reconcile: it holds the batch so that no job
 // statement counts into it until the transaction ends.
@@ -104,38 +108,56 @@ WHERE tenant_id = $1 AND id = $2
 FOR UPDATE`
 
 // sqlBatchReconcile runs after sqlBatchLock, in the same READ COMMITTED
-// transaction, so its snapshot holds every job change counted so far;
-// changes still waiting for the lock are counted on top after it.
-const sqlBatchReconcile = `WITH fixed AS (
-	UPDATE {schema}.batches b SET
-		total = c.total,
-		succeeded = c.succeeded,
-		failed = c.failed,
-		cancelled = c.cancelled,
-		status = CASE
-			WHEN b.finished_at IS NOT NULL THEN b.status
+// transaction, so its snapshot holds every job change counted so far and
+// the batch's latest version; changes still waiting for the lock are
+// counted on top after it. A batch whose counters, status and finish are
+// already right is not written (its updated_at stays): it comes back from
+// "cur" as it is.
+const sqlBatchReconcile = `WITH cur AS (
+	SELECT * FROM {schema}.batches
+	WHERE tenant_id = $1 AND id = $2
+),
+c AS (
+	SELECT count(*)::int AS total,
+		count(*) FILTER (WHERE state = 'queued')::int AS queued,
+		count(*) FILTER (WHERE state = 'succeeded')::int AS succeeded,
+		count(*) FILTER (WHERE state = 'failed')::int AS failed,
+		count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled
+	FROM {schema}.jobs
+	WHERE tenant_id = $1 AND batch_id = $2
+),
+want AS (
+	SELECT cur.id, c.total, c.succeeded, c.failed, c.cancelled,
+		CASE
+			WHEN cur.finished_at IS NOT NULL THEN cur.status
 			WHEN c.succeeded + c.failed + c.cancelled < c.total THEN
-				CASE WHEN b.status = 'pending' AND c.queued < c.total THEN 'running' ELSE b.status END
+				CASE WHEN cur.status = 'pending' AND c.queued < c.total THEN 'running' ELSE cur.status END
 			WHEN c.failed = 0 AND c.cancelled = 0 THEN 'completed'
 			WHEN c.succeeded = 0 AND c.failed > 0 THEN 'failed'
 			WHEN c.succeeded = 0 THEN 'cancelled'
-			ELSE 'completed_with_errors' END,
-		finished_at = CASE
-			WHEN b.finished_at IS NULL AND c.succeeded + c.failed + c.cancelled >= c.total THEN now()
-			ELSE b.finished_at END
-	FROM (
-		SELECT count(*)::int AS total,
-			count(*) FILTER (WHERE state = 'queued')::int AS queued,
-			count(*) FILTER (WHERE state = 'succeeded')::int AS succeeded,
-			count(*) FILTER (WHERE state = 'failed')::int AS failed,
-			count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled
-		FROM {schema}.jobs
-		WHERE tenant_id = $1 AND batch_id = $2
-	) c
-	WHERE b.tenant_id = $1 AND b.id = $2
+			ELSE 'completed_with_errors' END AS status,
+		CASE
+			WHEN cur.finished_at IS NULL AND c.succeeded + c.failed + c.cancelled >= c.total THEN now()
+			ELSE cur.finished_at END AS finished_at
+	FROM cur, c
+),
+fixed AS (
+	UPDATE {schema}.batches b SET
+		total = w.total,
+		succeeded = w.succeeded,
+		failed = w.failed,
+		cancelled = w.cancelled,
+		status = w.status,
+		finished_at = w.finished_at
+	FROM want w
+	WHERE b.id = w.id
+		AND (b.total, b.succeeded, b.failed, b.cancelled, b.status, b.finished_at)
+			IS DISTINCT FROM (w.total, w.succeeded, w.failed, w.cancelled, w.status, w.finished_at)
 	RETURNING b.*
 )
-SELECT ` + batchColumns + ` FROM fixed`
+SELECT ` + batchColumns + ` FROM fixed
+UNION ALL
+SELECT ` + batchColumns + ` FROM cur WHERE NOT EXISTS (SELECT FROM fixed)`
 
 // sqlBatchClaimFinished claims the finish notice of one batch for $3. "cur"
 // locks the batch and sees its latest version (as "locked" does in

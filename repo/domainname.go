@@ -26,7 +26,8 @@ var domainProfile = idna.New(
 // "bücher.de." — into the canonical name stored in domains.domain:
 //
 //   - surrounding spaces, the scheme, user info, port, path, query,
-//     fragment and a trailing dot are removed, and letters lower-cased;
+//     fragment and a trailing dot ("." or the ideographic, fullwidth or
+//     halfwidth "。", "．", "｡") are removed, and letters lower-cased;
 //   - leading "www." labels are removed while two labels remain
 //     ("www.example.com" and "example.com" are the same site to a scraper;
 //     "www.com" stays as it is);
@@ -63,7 +64,7 @@ func NormalizeDomain(raw string) (string, error) {
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
 		s = s[:i]
 	}
-	s = strings.TrimSuffix(s, ".")
+	s = trimTrailingDot(s)
 	if s == "" {
 		return "", invalid("domain", "%s has no host name", quote(raw))
 	}
@@ -113,6 +114,19 @@ func NormalizeDomain(raw string) (string, error) {
 		return "", invalid("domain", "%s is not a valid domain name: its ASCII form does not round-trip", quote(raw))
 	}
 	return ascii, nil
+}
+
+// trimTrailingDot removes one trailing full stop: "." or one of the forms
+// IDNA lookup maps to it (U+3002 ideographic, U+FF0E fullwidth, U+FF61
+// halfwidth ideographic), so that "bücher.de。" is "bücher.de." is
+// "bücher.de".
+func trimTrailingDot(s string) string {
+	for _, dot := range []string{".", "\u3002", "\uff0e", "\uff61"} {
+		if t, ok := strings.CutSuffix(s, dot); ok {
+			return t
+		}
+	}
+	return s
 }
 
 // idnaReason shortens an idna error to its reason. The package's

@@ -91,3 +91,30 @@ func FuzzNormalizeDomain(f *testing.F) {
 		}
 	})
 }
+
+// A trailing full stop in any of the forms IDNA maps to "." (U+3002
+// ideographic, U+FF0E fullwidth, U+FF61 halfwidth ideographic) is removed
+// like a trailing "."; only one, as with ".".
+func TestNormalizeDomainTrailingFullStops(t *testing.T) {
+	t.Parallel()
+	for _, dot := range []string{".", "\u3002", "\uff0e", "\uff61"} {
+		for _, c := range []struct{ in, want string }{
+			{"example.com" + dot, "example.com"},
+			{"bücher.de" + dot, "xn--bcher-kva.de"},
+			{"例え" + dot + "テスト" + dot, "xn--r8jz45g.xn--zckzah"},
+			{"https://www.example.com" + dot + ":443/x", "example.com"},
+			{" example" + dot + "com" + dot + " ", "example.com"},
+		} {
+			if got, err := repo.NormalizeDomain(c.in); err != nil || got != c.want {
+				t.Errorf("NormalizeDomain(%q) = %q, %v; want %q", c.in, got, err, c.want)
+			}
+		}
+		for _, in := range []string{"example.com" + dot + dot, "example.com." + dot, dot} {
+			got, err := repo.NormalizeDomain(in)
+			var ve *repo.ValidationError
+			if !errors.As(err, &ve) || ve.Field != "domain" {
+				t.Errorf("NormalizeDomain(%q) = %q, %v; want a domain error", in, got, err)
+			}
+		}
+	}
+}

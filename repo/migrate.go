@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -38,7 +39,8 @@ func Migrations() fs.FS {
 // ApplicationName, Settings and the timeouts, so a StatementTimeout meant
 // for the application's queries bounds each migration statement too (pass
 // a copy without it for long migrations). WithSchema migrates another
-// schema, creating it if needed.
+// schema, creating it if needed; runs on one schema wait for each other,
+// even while it does not exist yet.
 func Migrate(ctx context.Context, cfg driverconf.Config, opts ...Option) error {
 	return withProvider(ctx, cfg, opts, func(p *goose.Provider) error {
 		_, err := p.Up(ctx)
@@ -82,22 +84,29 @@ func withProvider(ctx context.Context, cfg driverconf.Config, opts []Option, fn 
 	}
 	defer h0.Close()
 	db := h0.DB.DB // goose takes a *sql.DB
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(o.schema)); err != nil {
-		return fmt.Errorf("repo: migrate: create schema %s: %w", o.schema, err)
-	}
 	// One lock per schema: runs on the same schema wait for each other,
 	// runs on different schemas do not.
 	h := fnv.New64a()
 	h.Write([]byte(o.schema))
+	lockID := lock.DefaultLockID ^ int64(h.Sum64()>>1)
+	if err := createSchema(ctx, db, o.schema, lockID); err != nil {
+		return err
+	}
 	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(lock.DefaultLockID^int64(h.Sum64()>>1)),
+		lock.WithLockID(lockID),
 		lock.WithLockTimeout(1, 300),
 	)
 	if err != nil {
 		return fmt.Errorf("repo: migrate: %w", err)
 	}
 	p, err := goose.NewProvider(goose.DialectPostgres, db, Migrations(),
-		goose.WithTableName(quoteIdent(o.schema)+".goose_db_version"),
+		// Unqualified: the migration connection's search_path is the
+		// schema alone, so this is the schema's own goose_db_version. (A
+		// qualified name would not do: goose compares its schema part,
+		// quotes included, with pg_tables.schemaname, so a schema whose
+		// name needs quoting would never be found and the second run would
+		// try to create the table again.)
+		goose.WithTableName("goose_db_version"),
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
 	)
@@ -106,6 +115,31 @@ func withProvider(ctx context.Context, cfg driverconf.Config, opts []Option, fn 
 	}
 	if err := fn(p); err != nil {
 		return fmt.Errorf("repo: migrate schema %s: %w", o.schema, err)
+	}
+	return nil
+}
+
+// createSchema creates the schema unless it exists. Two runs doing so at
+// once would both pass IF NOT EXISTS and one would fail on pg_namespace's
+// unique index, so the statement runs in a transaction under a
+// transaction-level advisory lock on the schema: the second run waits for
+// the first to commit and then finds the schema. The lock is not goose's
+// (lockID+1), so a run does not wait here for another one's migrations,
+// only for its CREATE SCHEMA; goose's own lock serialises the rest.
+func createSchema(ctx context.Context, db *sql.DB, schema string, lockID int64) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("repo: migrate: create schema %s: %w", schema, err)
+	}
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", lockID+1); err != nil {
+		return fmt.Errorf("repo: migrate: create schema %s: lock: %w", schema, err)
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(schema)); err != nil {
+		return fmt.Errorf("repo: migrate: create schema %s: %w", schema, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("repo: migrate: create schema %s: %w", schema, err)
 	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -75,8 +77,8 @@ func cleanAttributes(raw json.RawMessage) (json.RawMessage, error) {
 	if len(trimmed) == 0 {
 		return json.RawMessage(`{}`), nil
 	}
-	if !json.Valid(trimmed) {
-		return nil, invalid("attributes", "is not valid JSON")
+	if err := checkJSON("attributes", trimmed); err != nil {
+		return nil, err
 	}
 	if trimmed[0] != '{' {
 		return nil, invalid("attributes", "must be a JSON object")
@@ -184,10 +186,77 @@ func jobJSON(field string, raw json.RawMessage) (any, error) {
 	if len(trimmed) == 0 {
 		return nil, nil
 	}
-	if !json.Valid(trimmed) {
-		return nil, invalid(field, "is not valid JSON")
+	if err := checkJSON(field, trimmed); err != nil {
+		return nil, err
 	}
 	return string(trimmed), nil
+}
+
+// checkJSON checks raw is JSON that PostgreSQL's jsonb stores: valid JSON
+// (json.Valid), valid UTF-8 (json.Valid does not check it), and no string
+// — key or value — with a \u0000 escape or a UTF-16 surrogate escape that
+// is not part of a pair, which json.Valid accepts and jsonb refuses.
+func checkJSON(field string, raw []byte) error {
+	switch {
+	case !json.Valid(raw):
+		return invalid(field, "is not valid JSON")
+	case !utf8.Valid(raw):
+		return invalid(field, "is not valid UTF-8")
+	}
+	if problem := jsonbEscapeProblem(raw); problem != "" {
+		return invalid(field, "%s", problem)
+	}
+	return nil
+}
+
+// jsonbEscapeProblem returns what jsonb would refuse in the \u escapes of
+// raw, valid JSON, or "" when nothing: \u0000, a high surrogate escape
+// (\ud800-\udbff) not followed at once by a low one (\udc00-\udfff), or a
+// low one without a high one before it.
+func jsonbEscapeProblem(raw []byte) string {
+	unpaired := func(esc []byte) string {
+		return fmt.Sprintf("has an unpaired surrogate escape (\\u%s), which PostgreSQL's jsonb cannot store", esc)
+	}
+	inString := false
+	var high []byte // the hex digits of a high surrogate escape awaiting its low one
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		isU := c == '\\' && raw[i+1] == 'u'
+		if high != nil && !isU {
+			return unpaired(high)
+		}
+		switch {
+		case c == '"':
+			inString = false
+		case isU:
+			hex := raw[i+2 : i+6]
+			i += 5
+			u, _ := strconv.ParseUint(string(hex), 16, 16) // json.Valid checked the 4 hex digits
+			switch {
+			case u == 0:
+				return "contains \\u0000, which PostgreSQL's jsonb cannot store"
+			case u >= 0xd800 && u <= 0xdbff:
+				if high != nil {
+					return unpaired(high)
+				}
+				high = hex
+			case u >= 0xdc00 && u <= 0xdfff:
+				if high == nil {
+					return unpaired(hex)
+				}
+				high = nil
+			case high != nil:
+				return unpaired(high)
+			}
+		case c == '\\':
+			i++ // a one-character escape: \" \\ \/ \b \f \n \r \t
+		}
+	}
+	return ""
 }
 
 // cleanJobError makes an error message storable in a text column.
