@@ -111,6 +111,10 @@ func (p *connString) classify(pairs []kv) error {
 		seen[e.k] = true
 		k := keyNamed[e.k]
 		switch {
+		case k == nil && isSecretKey(e.k):
+			// "Password" is no libpq key, and as a server setting its
+			// value — the password — would be sent and printed.
+			return fieldErr(e.k, "is not a connection parameter (keys are case-sensitive): write %s", strings.ToLower(e.k))
 		case k == nil:
 			if err := p.addSetting(e.k, e.v, "URL key "+e.k); err != nil {
 				return err

@@ -60,7 +60,11 @@ func RedactURL(s string) string {
 // space is %20, not "+".
 func queryEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
 
-func isSecretKey(k string) bool { return k == "password" || k == "sslpassword" }
+// isSecretKey reports a key whose value is a secret, in any case: a key
+// written "Password" is refused, but printed redacted all the same.
+func isSecretKey(k string) bool {
+	return strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword")
+}
 
 // joinDSN writes pairs as a libpq key=value string, quoting every value.
 func joinDSN(pairs []kv) string {

@@ -45,6 +45,28 @@ func TestQuestionMarkInPasswordIsRefused(t *testing.T) {
 	}
 }
 
+// A password key written in another case is refused, never sent or
+// printed as a server setting.
+func TestMiscasedPasswordKeyIsRefused(t *testing.T) {
+	const secret = "Zq9xK"
+	for _, raw := range []string{
+		"host=h dbname=db Password=" + secret,
+		"postgres://u@h/db?PASSWORD=" + secret,
+		"host=h sslPassword=" + secret,
+	} {
+		_, err := Parse(raw)
+		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "password") {
+			t.Errorf("Parse: %v; want an error naming password, without the value", err)
+		}
+		c := Config{URL: raw}
+		for name, out := range map[string]string{"RedactURL": RedactURL(raw), "String": c.String(), "Explain": c.Explain()} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s shows the password: %s", name, out)
+			}
+		}
+	}
+}
+
 // libpq decodes only %XX in a URL's query; "+" is a plus sign.
 func TestPlusInQueryIsAPlus(t *testing.T) {
 	cfg, err := Parse("postgres://u@h/db?password=a+b&application_name=my+app%20x")
