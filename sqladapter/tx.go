@@ -117,6 +117,12 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption)
 		}
 		if !retry || attempt >= cfg.maxAttempts || ctx.Err() != nil {
 			if !isDatabaseError(err) {
+				if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+					// database/sql's own "context deadline exceeded" from a
+					// statement in fn: classified as the adapter's are
+					// (ErrTimeout, ErrCanceled), still matching the context's.
+					return ClassifyContext(ctx, err)
+				}
 				return err // fn's own error, unchanged
 			}
 			err = ClassifyContext(ctx, err)

@@ -276,6 +276,37 @@ func TestInTxRollsBackOnPanic(t *testing.T) {
 	}
 }
 
+// A deadline that passes between fn's statements ends the transaction
+// with database/sql's own context error: InTx classifies it as it
+// classifies the adapter's, so errors.Is(err, ErrTimeout) holds.
+func TestInTxDeadlineBetweenStatements(t *testing.T) {
+	t.Parallel()
+	db, mock := mocktest.New(t)
+	mock.ExpectBegin()
+	mock.ExpectExec("SELECT 1").WillReturnResult(sqlmock.NewResult(0, 0))
+	mock.ExpectRollback()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := db.InTx(ctx, func(tx *sqladapter.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SELECT 1"); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		_, err := tx.ExecContext(ctx, "SELECT 2")
+		return err
+	})
+	if !errors.Is(err, sqladapter.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || sqladapter.KindOf(err) != sqladapter.KindTimeout {
+		t.Errorf("InTx = %v (kind %v), want ErrTimeout, context.DeadlineExceeded and KindTimeout", err, sqladapter.KindOf(err))
+	}
+	// fn's own errors stay as they are.
+	mine := errors.New("mine")
+	mock.ExpectBegin()
+	mock.ExpectRollback()
+	if err := db.InTx(context.Background(), func(*sqladapter.Tx) error { return mine }); err != mine {
+		t.Errorf("InTx = %#v, want fn's error itself", err)
+	}
+}
+
 // txOptsConn passes a sqlmock connection through, recording the options
 // of every BeginTx: sqlmock v1.5.2's ExpectBegin does not check them.
 type txOptsConn struct {
