@@ -302,7 +302,11 @@ var errBadURL = fieldErr("URL", "is not a valid postgres:// URL; percent-encode 
 // unencoded '#', '/' or ':' in a password, and would otherwise leave the rest
 // of the password in the "host" or "fragment" for any printout to show.
 func parsePostgresURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
+	parse, hosts, err := setHostsAside(raw)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(parse)
 	if err != nil || u.Fragment != "" || u.RawFragment != "" || strings.Contains(raw, "#") ||
 		u.Opaque != "" || strings.HasSuffix(u.Host, ":") || strings.Contains(u.Host, ":,") ||
 		strings.Contains(u.EscapedPath(), "@") {
@@ -319,6 +323,9 @@ func parsePostgresURL(raw string) (*url.URL, error) {
 		// (postgres://app:5432?tenant=word@host/db).
 		return nil, errBadURL
 	}
+	if hosts != "" {
+		u.Host = hosts
+	}
 	if u.User == nil && strings.Contains(u.RawQuery, "@") {
 		// No user name, but an "@" in the query: the password held "/"
 		// and "?", and its rest and the real host went into the query
@@ -328,6 +335,65 @@ func parsePostgresURL(raw string) (*url.URL, error) {
 		return nil, errBadURL
 	}
 	return u, nil
+}
+
+// hostsPlaceholder stands in for a host list Go's URL parser cannot read.
+const hostsPlaceholder = "poolsafe-hosts.invalid"
+
+// setHostsAside takes out of a postgres:// URL a host list that libpq and
+// pgx accept but Go's URL parser refuses — several hosts with ports
+// (h1:5433,h2), IPv6 hosts with ports in a list, a percent-encoded socket
+// directory (%2Ftmp) — and returns the URL with a placeholder host, and
+// the list decoded, each item host:port ([host]:port for IPv6), for u.Host.
+// Other URLs come back unchanged, with no list.
+func setHostsAside(raw string) (string, string, error) {
+	start := strings.Index(raw, "://") + 3
+	end := len(raw)
+	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndex(raw[start:end], "@"); at >= 0 {
+		start += at + 1
+	}
+	list := raw[start:end]
+	if !strings.Contains(list, ",") && strings.Count(list, "%") == strings.Count(list, "%25") {
+		return raw, "", nil // one host, which Go reads (an IPv6 zone is written %25)
+	}
+	items := strings.Split(list, ",")
+	for i, item := range items {
+		host, port := item, ""
+		if strings.HasPrefix(item, "[") {
+			j := strings.Index(item, "]")
+			if j < 0 {
+				return "", "", errBadURL
+			}
+			host, port = item[1:j], item[j+1:]
+			if port != "" && !strings.HasPrefix(port, ":") {
+				return "", "", errBadURL
+			}
+			port = strings.TrimPrefix(port, ":")
+			if port == "" && strings.HasSuffix(item, ":") {
+				return "", "", errBadURL
+			}
+		} else if j := strings.LastIndex(item, ":"); j >= 0 {
+			host, port = item[:j], item[j+1:]
+			if port == "" {
+				return "", "", errBadURL // an unencoded ':' in a password, as parsePostgresURL says
+			}
+		}
+		h, err := url.PathUnescape(host)
+		if err != nil || strings.ContainsAny(h, "@,") {
+			return "", "", errBadURL
+		}
+		if strings.Contains(h, ":") {
+			h = "[" + h + "]"
+		}
+		if port != "" {
+			h += ":" + port
+		}
+		items[i] = h
+	}
+	return raw[:start] + hostsPlaceholder + raw[end:], strings.Join(items, ","), nil
 }
 
 // userinfo returns the user name and password part of a postgres:// URL as

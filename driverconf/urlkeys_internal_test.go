@@ -219,3 +219,45 @@ func TestExplainHandBuiltNotes(t *testing.T) {
 		t.Errorf("Explain() of a hand-built Config leaves out the URL keys:\n%s", out)
 	}
 }
+
+// The URL forms libpq and pgx accept for several hosts, IPv6 hosts with
+// ports and percent-encoded socket directories, which Go's URL parser
+// refuses.
+func TestMultiHostAndSocketURLs(t *testing.T) {
+	for _, tc := range []struct{ url, host, port string }{
+		{"postgres://u:p@h1:5433,h2/db", "h1,h2", "5433,5432"},
+		{"postgres://u:p@h1,h2:5433/db", "h1,h2", "5432,5433"},
+		{"postgres://u:p@[::1]:5432,[::2]:5433/db", "::1,::2", "5432,5433"},
+		{"postgres://u:p@[::1],[::2]/db", "::1,::2", ""},
+		{"postgres://u:p@h1:5432,[::1]:5433/db?sslmode=disable", "h1,::1", "5432,5433"},
+		{"postgres://u:p@%2Fvar%2Frun%2Fpostgresql/db", "/var/run/postgresql", ""},
+		{"postgres://u:p@%2Ftmp:5433/db", "/tmp", "5433"},
+	} {
+		cfg, err := Parse(tc.url)
+		if err != nil {
+			t.Errorf("Parse(%s): %v", tc.url, err)
+			continue
+		}
+		r, err := cfg.resolve()
+		if err != nil {
+			t.Errorf("resolve(%s): %v", tc.url, err)
+			continue
+		}
+		got := map[string]string{}
+		for _, e := range r.conn {
+			got[e.k] = e.v
+		}
+		if got["host"] != tc.host || got["port"] != tc.port || got["dbname"] != "db" || got["user"] != "u" {
+			t.Errorf("%s: host %q port %q dbname %q user %q; want host %q port %q", tc.url, got["host"], got["port"], got["dbname"], got["user"], tc.host, tc.port)
+		}
+		if red := RedactURL(tc.url); strings.Contains(red, ":p@") || !strings.Contains(red, "xxxxx") {
+			t.Errorf("RedactURL(%s) = %s", tc.url, red)
+		}
+	}
+	// Still refused: an empty port (an unencoded ':' in a password), a bad one.
+	for _, raw := range []string{"postgres://u:p@h1:,h2/db", "postgres://u:p@h1:x,h2/db", "postgres://u:p@[::1,h2/db"} {
+		if _, err := Parse(raw); err == nil {
+			t.Errorf("Parse(%s) accepted it", raw)
+		}
+	}
+}
