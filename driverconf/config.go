@@ -1,11 +1,13 @@
 package driverconf
 
 import (
+	"cmp"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -130,8 +132,9 @@ type Config struct {
 	PgxExecMode PgxExecMode
 
 	// SSLMode is the libpq sslmode, the same default for both drivers.
-	// URL key: sslmode. Defaults to "prefer" (libpq's and pgx's default;
-	// lib/pq alone would default to "require").
+	// URL key: sslmode. Defaults to the PGSSLMODE environment variable
+	// when it is set, as in libpq and both drivers, else to "prefer"
+	// (libpq's and pgx's default; lib/pq alone would default to "require").
 	SSLMode string
 
 	// ApplicationName is sent as application_name (PgBouncer tracks it, so
@@ -280,7 +283,9 @@ func (c Config) withDefaults() Config {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
 	if c.SSLMode == "" {
-		c.SSLMode = DefaultSSLMode
+		// PGSSLMODE is every libpq program's default; poolsafe always
+		// writes sslmode for the driver, so it must honour it itself.
+		c.SSLMode = cmp.Or(os.Getenv("PGSSLMODE"), DefaultSSLMode)
 	}
 	if c.Isolation == sql.LevelDefault {
 		c.Isolation = DefaultIsolation

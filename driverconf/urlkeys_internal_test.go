@@ -261,3 +261,25 @@ func TestMultiHostAndSocketURLs(t *testing.T) {
 		}
 	}
 }
+
+// PGSSLMODE is the default sslmode, as in libpq: poolsafe writes sslmode
+// for the driver, so the driver's own reading of it never happens.
+func TestPGSSLMODEIsTheDefault(t *testing.T) {
+	t.Setenv("PGSSLMODE", "require")
+	for url, want := range map[string]string{
+		"postgres://u:p@db.example.com/db":                    "require",
+		"postgres://u:p@db.example.com/db?sslmode=verify-full": "verify-full",
+	} {
+		r, err := Config{URL: url}.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.cfg.SSLMode != want || !strings.Contains(r.dsn(), "sslmode='"+want+"'") {
+			t.Errorf("%s with PGSSLMODE=require: sslmode %q, want %q", url, r.cfg.SSLMode, want)
+		}
+	}
+	t.Setenv("PGSSLMODE", "bogus")
+	if _, err := (Config{URL: "postgres://u:p@h/db"}).resolve(); err == nil || !strings.Contains(err.Error(), "SSLMode") {
+		t.Errorf("PGSSLMODE=bogus: %v, want an error naming SSLMode", err)
+	}
+}

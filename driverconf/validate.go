@@ -105,7 +105,7 @@ func (c Config) resolve() (*resolved, error) {
 	switch c.SSLMode {
 	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
 	default:
-		add("SSLMode", "unknown sslmode %q; use disable, allow, prefer, require, verify-ca or verify-full", c.SSLMode)
+		add("SSLMode", "unknown sslmode %q (from the URL, the field, DB_SSLMODE or PGSSLMODE); use disable, allow, prefer, require, verify-ca or verify-full", c.SSLMode)
 	}
 	switch c.Isolation {
 	case sql.LevelReadUncommitted, sql.LevelReadCommitted, sql.LevelRepeatableRead, sql.LevelSerializable:
