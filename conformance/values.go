@@ -56,6 +56,9 @@ var valueCases = []valueCase{
 	{"float4-array", "float4[]", "{1.2,3.4}", "{1.2,3.4}", func() any { return new(string) }},
 	{"float8", "float8", 2.25, 2.25, func() any { return new(float64) }},
 	{"bool", "bool", true, true, func() any { return new(bool) }},
+	{"text-from-float32", "text", float32(1.1), "1.1", func() any { return new(string) }},
+	{"float8-from-float32", "float8", float32(1.1), 1.1, func() any { return new(float64) }},
+	{"date-from-time-in-zone", "date", time.Date(2024, 1, 2, 0, 30, 0, 0, plus2), time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), func() any { return new(time.Time) }},
 	{"text", "text", "héllo, wörld", "héllo, wörld", func() any { return new(string) }},
 	{"text-from-bytes", "text", []byte("bytes as text"), "bytes as text", func() any { return new(string) }},
 	{"varchar", "varchar(20)", "vc", "vc", func() any { return new(string) }},
@@ -238,6 +241,24 @@ func valueTests(t *testing.T, r *run) {
 			if day != tc.day || wall != tc.wall {
 				t.Errorf("%v stored as date, timestamp = %s, %s; want %s, %s", tc.at, day, wall, tc.day, tc.wall)
 			}
+		}
+	})
+	r.test(t, "SystemIdentifiersAsInt64", func(t *testing.T) {
+		// oid, xid and cid are unsigned 32-bit integers: int64 on both
+		// drivers (pgx decodes them so; lib/pq gave their text), also as
+		// catalog queries return them.
+		e := r.newEnv(t)
+		var oid, xid, cid, rel any
+		q := "SELECT 4294967295::oid, '7'::xid, '3'::cid, (SELECT oid FROM pg_class WHERE relname = 'pg_class')"
+		if err := e.db.QueryRowContext(e.ctx, q).Scan(&oid, &xid, &cid, &rel); err != nil {
+			t.Fatal(err)
+		}
+		if oid != int64(4294967295) || xid != int64(7) || cid != int64(3) || rel != int64(1259) {
+			t.Errorf("oid, xid, cid, pg_class's oid into any = %#v, %#v, %#v, %#v; want int64 4294967295, 7, 3, 1259", oid, xid, cid, rel)
+		}
+		var n uint32
+		if err := e.db.QueryRowContext(e.ctx, "SELECT $1::oid", int64(42)).Scan(&n); err != nil || n != 42 {
+			t.Errorf("oid argument and scan into uint32 = %d, %v; want 42", n, err)
 		}
 	})
 	r.test(t, "OtherTypesAsStrings", func(t *testing.T) {

@@ -267,7 +267,7 @@ func TestMultiHostAndSocketURLs(t *testing.T) {
 func TestPGSSLMODEIsTheDefault(t *testing.T) {
 	t.Setenv("PGSSLMODE", "require")
 	for url, want := range map[string]string{
-		"postgres://u:p@db.example.com/db":                    "require",
+		"postgres://u:p@db.example.com/db":                     "require",
 		"postgres://u:p@db.example.com/db?sslmode=verify-full": "verify-full",
 	} {
 		r, err := Config{URL: url}.resolve()

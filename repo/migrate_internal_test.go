@@ -2,6 +2,7 @@ package repo
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,11 +16,14 @@ import (
 // settings.
 func TestMigrationConfigKeepsExplicitFields(t *testing.T) {
 	t.Parallel()
-	cfg, err := driverconf.Parse("postgres://app:pw@127.0.0.1:6543/app?lock_timeout=0") // port 6543: transaction pooler
+	// port 6543: transaction pooler. Its URL's keys are its own: the
+	// migration reads DirectURL's (lock_timeout=0), not URL's
+	// (idle_session_timeout).
+	cfg, err := driverconf.Parse("postgres://app:pw@127.0.0.1:6543/app?idle_session_timeout=5000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DirectURL = "postgres://app:pw@127.0.0.1:5432/app?sslmode=prefer"
+	cfg.DirectURL = "postgres://app:pw@127.0.0.1:5432/app?sslmode=prefer&lock_timeout=0"
 	cfg.Driver = driverconf.PQ
 	cfg.SSLMode = "verify-full"
 	cfg.StatementTimeout = 90 * time.Second
@@ -56,10 +60,14 @@ func TestMigrationConfigKeepsExplicitFields(t *testing.T) {
 		}
 	}
 	settings := m.TxSettings()
-	for _, want := range [][2]string{{"statement_timeout", "90000ms"}, {"lock_timeout", "0"}, {"app.tenant", "t1"}} {
+	for _, want := range [][2]string{{"statement_timeout", "90000ms"}, {"app.tenant", "t1"}} {
 		if !slices.Contains(settings, want) {
 			t.Errorf("settings %v lack %s=%s", settings, want[0], want[1])
 		}
+	}
+	// What the direct connection gets, its URL's keys included.
+	if x := m.Explain(); !strings.Contains(x, "lock_timeout=0") || strings.Contains(x, "idle_session_timeout") {
+		t.Errorf("the migration connection should get DirectURL's lock_timeout=0 and not URL's idle_session_timeout:\n%s", x)
 	}
 }
 

@@ -68,6 +68,8 @@
 //	  time                       UTC wall clock        the value's own zone       UTC wall clock
 //	arg time.Time → date         the value's own zone  the value's own zone       the value's own zone
 //	arg time.Duration → interval stored               nanoseconds as seconds     stored (sent as microseconds)
+//	arg float32 1.1 → float8,
+//	  numeric, text              1.1 (exec mode)       1.100000023841858          1.1
 //	arg Valuer → []byte → text   stored as hex "\x…"   stored as the text         stored as the text
 //	arg Valuer → []byte → jsonb  error                 error                      stored as JSON text
 //	arg nil []byte → text, jsonb NULL                  NULL                       NULL
@@ -75,6 +77,7 @@
 //	  an interface or pointer)   error ("cannot find   its value, NULL when nil   its value, NULL when nil
 //	                               encode plan")
 //	scan float4 1.2 into float64 1.2000000476837158    1.2                        1.2
+//	scan oid, xid, cid into any  int64                 []byte                     int64
 //	query without arguments,
 //	  several statements         refused (42601)       all run; one result set    all run (one simple Query);
 //	                                                     per statement that has     the same result sets

@@ -23,9 +23,14 @@ import (
 // lib/pq: its value is sent, or NULL for a nil pointer — pgx alone cannot
 // send a *any, or a pointer to a pointer, at all.
 func normaliseArg(nv *driver.NamedValue) error {
-	switch nv.Value.(type) {
-	case nil, string, int64, int, int32, int16, int8, uint64, uint, uint32, uint16, uint8, float64, float32, bool:
+	switch v := nv.Value.(type) {
+	case nil, string, int64, int, int32, int16, int8, uint64, uint, uint32, uint16, uint8, float64, bool:
 		return nil // no methods, no pointer, nothing to rewrite: the common case, without reflection
+	case float32:
+		// The decimal the float32 was written as (1.1), as float4 results
+		// read back: widened, lib/pq sent 1.100000023841858 and pgx 1.1.
+		nv.Value, _ = strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
+		return nil
 	}
 	for range maxDerefs {
 		if v, ok := nv.Value.(driver.Valuer); ok && !nativeArg(nv.Value) {
@@ -219,6 +224,7 @@ const (
 	colTimeOfDay        // time: "15:04:05.999999"
 	colTimeTZ           // timetz: "15:04:05.999999-07", as PostgreSQL writes it
 	colFloat4
+	colInteger // oid, xid, cid: int64, as pgx decodes them; lib/pq gives their text
 )
 
 // formatTimeOfDay writes lib/pq's time of day (a time.Time on 1 January of
@@ -362,6 +368,8 @@ func (r *rows) lookupKind(i int) int8 {
 			k = colTimeTZ
 		case "FLOAT4":
 			k = colFloat4
+		case "OID", "XID", "CID":
+			k = colInteger
 		default:
 			k = colOther
 		}
@@ -498,7 +506,15 @@ func (r *rows) normalise(dest []driver.Value, i int) {
 			}
 		}
 	case []byte:
-		if r.kind(i) != colBinary {
+		switch r.kind(i) {
+		case colBinary:
+		case colInteger:
+			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				dest[i] = n
+			} else {
+				dest[i] = string(v)
+			}
+		default:
 			dest[i] = string(v)
 		}
 	case float64:

@@ -40,6 +40,7 @@ func TestNormaliseArg(t *testing.T) {
 		{"*json.RawMessage", &raw, `{"a":1}`},
 		{"*json.RawMessage to nil", &nilRaw, nil},
 		{"nil *json.RawMessage", nilRawPtr, nil},
+		{"float32, as written", float32(1.1), 1.1},
 		{"time.Time in +02", inZone, inZone},
 		{"*time.Time", &inZone, inZone},
 		{"time.Time at offset 0", atZero, inUTC},
