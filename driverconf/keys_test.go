@@ -254,8 +254,11 @@ func fieldCell(k *key) string {
 }
 
 func defaultCell(defaults Config, k *key) string {
-	if k.field == "" {
+	switch k.field {
+	case "":
 		return "—"
+	case "SSLMode": // libpq's environment default first
+		return "`PGSSLMODE` if set, else `" + DefaultSSLMode + "`"
 	}
 	v := reflect.ValueOf(defaults).FieldByName(k.field).Interface()
 	switch v := v.(type) {
