@@ -171,8 +171,10 @@ type BatchResult struct {
 	JobsCancelled int
 }
 
-// Create submits a batch for the tenant: it upserts the domains (as
-// [Domains.BulkUpsert] does), inserts the batch, and enqueues one job per
+// Create submits a batch for the tenant: it upserts the domains (inserting
+// the new ones, as [Domains.BulkUpsert] does; unlike BulkUpsert it sets
+// updated_at on those that exist, the price of finding their ids in the
+// same single statement), inserts the batch, and enqueues one job per
 // distinct domain linked to the batch and the domain — all in one
 // statement, so it writes everything or nothing whatever the size, on a
 // *sqladapter.DB or inside a transaction. Domains are normalised with
