@@ -96,6 +96,21 @@ func errorTests(t *testing.T, r *run) {
 			t.Errorf("Error() = %q, want %q", got, want)
 		}
 	})
+	// Preparing two statements at once fails alike on both drivers: the
+	// server's 42601, or poolsafe's own check where lib/pq would splice
+	// the SQL into a simple query (transaction mode).
+	r.test(t, "PrepareTwoStatements", func(t *testing.T) {
+		e := r.newEnv(t)
+		stmt, err := e.db.PrepareContext(e.ctx, "SELECT 1; SELECT 2")
+		if err == nil {
+			stmt.Close()
+			t.Fatal("Prepare of two statements succeeded")
+		}
+		var x *sqladapter.Error
+		if !errors.As(err, &x) || x.SQLState != "42601" || !strings.Contains(x.Message, "cannot insert multiple commands into a prepared statement") {
+			t.Errorf("Prepare of two statements = %v, want SQLSTATE 42601, \"cannot insert multiple commands into a prepared statement\"", err)
+		}
+	})
 	r.test(t, "ForeignKeyViolation", func(t *testing.T) {
 		e := r.newEnv(t, errorsDDL...)
 		_, err := e.db.ExecContext(e.ctx, "INSERT INTO "+e.schema+".items (id, email, parent_id) VALUES ($1, $2, $3)", 3, "fk@example.com", 999)

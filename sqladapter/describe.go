@@ -25,6 +25,14 @@ var (
 // statements at once.
 var errMultipleStatements = errors.New("sqladapter: cannot prepare more than one SQL statement at once (or the SQL has an unterminated quote or comment)")
 
+// multipleStatements is errMultipleStatements as the server reports the
+// same mistake to pgx's Prepare — SQLSTATE 42601 — so that both drivers
+// fail alike.
+func multipleStatements() error {
+	return &Error{Kind: KindUnknown, SQLState: "42601", Err: errMultipleStatements,
+		Message: "cannot insert multiple commands into a prepared statement (or the SQL has an unterminated quote or comment)"}
+}
+
 const (
 	describeCacheSize = 1024
 	// describeTTL bounds how long a description is trusted: DDL run by

@@ -231,8 +231,9 @@ func TestPQDescribeDoesNotRunOtherStatements(t *testing.T) {
 		dc := &describeConn{types: "bytea"}
 		wc := connect(t, dc, ConnectorOptions{Driver: driverPQ})
 		_, err := wc.(driver.ExecerContext).ExecContext(ctx, multi, []driver.NamedValue{{Ordinal: 1, Value: []byte("x")}})
-		if !errors.Is(err, errMultipleStatements) {
-			t.Errorf("Exec error = %v, want errMultipleStatements (the extended protocol refuses it too)", err)
+		var e *Error
+		if !errors.Is(err, errMultipleStatements) || !errors.As(err, &e) || e.SQLState != "42601" {
+			t.Errorf("Exec error = %v, want errMultipleStatements as SQLSTATE 42601 (the extended protocol refuses it too, and pgx reports 42601)", err)
 		}
 		for _, m := range dc.sent() {
 			if strings.Contains(m, "DELETE FROM t") {

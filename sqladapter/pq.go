@@ -71,7 +71,7 @@ func pqDescribe(ctx context.Context, dc driver.Conn, query string) ([]string, er
 	if !singleStatement(query) {
 		// Spliced into a simple Query message, a second statement would
 		// run. A server-side Prepare refuses it too.
-		return nil, errMultipleStatements
+		return nil, multipleStatements()
 	}
 	qc, ok := dc.(driver.QueryerContext)
 	if !ok {
