@@ -71,9 +71,14 @@ func (k Kind) String() string {
 }
 
 // Sentinels matched by errors.Is on an error returned by [Classify] (and so
-// on every error the adapter returns), whichever driver produced it.
+// on every error the adapter's connections return), whichever driver
+// produced it.
 var (
-	// ErrNotFound: sql.ErrNoRows.
+	// ErrNotFound: sql.ErrNoRows, once classified. database/sql returns
+	// sql.ErrNoRows itself (Row.Scan, sqlx's Get), unchanged so that
+	// err == sql.ErrNoRows keeps working: match it with
+	// errors.Is(err, sql.ErrNoRows), [KindOf] or
+	// errors.Is([Classify](err), ErrNotFound).
 	ErrNotFound = errors.New("poolsafe: not found")
 	// ErrConflict: 23505 unique_violation, 23P01 exclusion_violation.
 	ErrConflict = errors.New("poolsafe: conflict")
