@@ -118,10 +118,16 @@ lint:
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
 
-## fuzz: run the Parse fuzzer and the password-redaction fuzzer for a minute each
+## fuzz: run every fuzzer for FUZZTIME each (default 30s): URL parsing, password redaction, SQL lexing, error classification, domain names, JSON checks
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./driverconf
-	$(GO) test -run '^$$' -fuzz '^FuzzRedaction$$' -fuzztime 60s ./driverconf
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./driverconf
+	$(GO) test -run '^$$' -fuzz '^FuzzRedaction$$' -fuzztime $(FUZZTIME) ./driverconf
+	$(GO) test -run '^$$' -fuzz '^FuzzSingleStatementNoPanic$$' -fuzztime $(FUZZTIME) ./sqladapter
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./sqladapter
+	$(GO) test -run '^$$' -fuzz '^FuzzLexChecksMatchReference$$' -fuzztime $(FUZZTIME) ./sqladapter
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeDomain$$' -fuzztime $(FUZZTIME) ./repo
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckJSON$$' -fuzztime $(FUZZTIME) ./repo
 
 ## peer: sqlx's, pgx/stdlib's and lib/pq's own suites through poolsafe on both drivers, transaction pooler under load
 ## (also the last step of make test); one `peer <suite> <driver>/<mode>: N passed, M failed, K expected` line each
