@@ -151,8 +151,9 @@ func adapterClients(ctx context.Context, dbs [3]*sql.DB, drv, shape string, n in
 	// multiple of six chunks each: every client takes every position, and
 	// follows every other client, equally often. Work a chunk leaves
 	// behind (the driver's goroutines ending, GC) is charged to the next
-	// one: with a fixed cyclic order, the raw driver's second handle cost
-	// lib/pq 3–6% more than its first, as poolsafe did.
+	// one, so no client may always follow the same one: with a fixed
+	// cyclic order, lib/pq's second raw handle cost 1.00–1.06× its first
+	// over five runs, as much as poolsafe did (0.99–1.04× since).
 	for ; chunks < minChunks || chunks%6 != 0 || time.Since(start) < minTime; chunks++ {
 		for _, j := range adapterOrders[(chunks+shift)%6] {
 			c0 := selfCPU()
