@@ -347,11 +347,7 @@ const hostsPlaceholder = "poolsafe-hosts.invalid"
 // the list decoded, each item host:port ([host]:port for IPv6), for u.Host.
 // Other URLs come back unchanged, with no list.
 func setHostsAside(raw string) (string, string, error) {
-	start := strings.Index(raw, "://") + 3
-	end := len(raw)
-	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
-		end = start + i
-	}
+	start, end := authority(raw, "/?#")
 	if at := strings.LastIndex(raw[start:end], "@"); at >= 0 {
 		start += at + 1
 	}
@@ -401,11 +397,8 @@ func setHostsAside(raw string) (string, string, error) {
 // before the authority's first "@" (libpq), or before its last (Go's
 // net/url) when "?" ends the authority too; "" when there is none.
 func userinfo(raw, ends string) string {
-	rest := raw[strings.Index(raw, "://")+3:]
-	auth := rest
-	if i := strings.IndexAny(rest, ends); i >= 0 {
-		auth = rest[:i]
-	}
+	start, end := authority(raw, ends)
+	auth := raw[start:end]
 	at := strings.Index(auth, "@")
 	if strings.Contains(ends, "?") {
 		at = strings.LastIndex(auth, "@")
@@ -414,6 +407,16 @@ func userinfo(raw, ends string) string {
 		return ""
 	}
 	return auth[:at]
+}
+
+// authority returns where a postgres:// URL's authority starts and ends,
+// for a parser that ends it at the first of ends.
+func authority(raw, ends string) (start, end int) {
+	start, end = strings.Index(raw, "://")+3, len(raw)
+	if i := strings.IndexAny(raw[start:], ends); i >= 0 {
+		end = start + i
+	}
+	return start, end
 }
 
 // splitURL reads a postgres:// URL into key/value pairs, libpq names.

@@ -157,26 +157,23 @@ func formatInterval(d time.Duration) string {
 // when run: inside a transaction the failed describe has aborted the
 // transaction, so the statement must not be sent.
 func (c *conn) typedArgs(ctx context.Context, query string, args []driver.NamedValue) ([]driver.NamedValue, error) {
-	has, times := false, false
+	has := false
 	for _, a := range args {
-		if _, ok := a.Value.([]byte); ok {
+		if _, ok := a.Value.([]byte); ok || hasOffset(a.Value) {
 			has = true
-		} else if hasOffset(a.Value) {
-			has, times = true, true
+			break
 		}
 	}
 	if !has {
 		return args, nil
 	}
-	var types []string
+	var types []string // none known: []byte stays, a time goes in UTC
 	if c.c.opts.Driver != "" {
 		var err error
 		types, err = c.cachedDescribe(ctx, query)
 		if err != nil && !errors.Is(err, errNotDescribable) {
 			return nil, err
 		}
-	} else if !times {
-		return args, nil
 	}
 	typeOf := func(a driver.NamedValue) string {
 		if a.Ordinal-1 < len(types) {
